@@ -1,0 +1,434 @@
+//! Command-line flags and their validation, and the dispatch to subcommands.
+//!
+//! Flags follow the Prometheus exporters' dotted style (`--web.listen-address`,
+//! `--imds.interval`); every flag has an `IMDS_EXPORTER_...` environment twin for DaemonSets.
+//! Values that parse but make no sense (a zero interval, a token TTL IMDS would refuse) are
+//! rejected here, with the flag's name, before anything starts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::logging::{LogFormat, LogLevel};
+
+/// The default IMDS endpoint, for real EC2 nodes only. Tests and demos always pass loopback.
+pub const DEFAULT_IMDS_ENDPOINT: &str = "http://169.254.169.254";
+/// The Amazon Time Sync Service, for real EC2 nodes only.
+pub const DEFAULT_NTP_SERVER: &str = "169.254.169.123:123";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "imds_exporter",
+    version,
+    about = "Prometheus exporter for the health of EC2 instance credentials: IMDS, credential rotation and the clock.",
+    long_about = "Probes the EC2 Instance Metadata Service (IMDS) the way an AWS SDK does, and the \
+                  Amazon Time Sync Service, in the background, and serves the results on /metrics.\n\n\
+                  Without a subcommand it runs the exporter.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub exporter: ExporterArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a fault-injecting fake IMDS (and NTP server) for demos, alert rehearsal and tests.
+    Simulate(SimulateArgs),
+    /// Run the simulator and the exporter against it in one process, on loopback.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExporterArgs {
+    #[command(flatten)]
+    pub web: WebArgs,
+    #[command(flatten)]
+    pub imds: ImdsArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// Address to serve /metrics on: host:port, or :port for every IPv4 address.
+    #[arg(
+        long = "web.listen-address",
+        env = "IMDS_EXPORTER_WEB_LISTEN_ADDRESS",
+        default_value = ":19254",
+        value_name = "ADDRESS",
+        value_parser = parse_listen_address
+    )]
+    pub listen_address: SocketAddr,
+
+    /// Path under which to expose metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "IMDS_EXPORTER_WEB_TELEMETRY_PATH",
+        default_value = "/metrics",
+        value_name = "PATH",
+        value_parser = parse_telemetry_path
+    )]
+    pub telemetry_path: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ImdsArgs {
+    /// IMDS base URL [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254].
+    #[arg(
+        long = "imds.endpoint",
+        env = "IMDS_EXPORTER_IMDS_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub endpoint: Option<String>,
+
+    /// Time between probe runs (a little jitter is added; runs never overlap).
+    #[arg(
+        long = "imds.interval",
+        env = "IMDS_EXPORTER_IMDS_INTERVAL",
+        default_value = "30s",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub interval: Duration,
+
+    /// Deadline of each IMDS request; 1s is the SDKs' default, so the exporter feels what they feel.
+    #[arg(
+        long = "imds.timeout",
+        env = "IMDS_EXPORTER_IMDS_TIMEOUT",
+        default_value = "1s",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub timeout: Duration,
+
+    /// Lifetime requested for the IMDSv2 session token (1s to 6h).
+    #[arg(
+        long = "imds.token-ttl",
+        env = "IMDS_EXPORTER_IMDS_TOKEN_TTL",
+        default_value = "21600s",
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub token_ttl: Duration,
+}
+
+impl ImdsArgs {
+    /// The endpoint in force: the flag (or its env twin), then the SDKs' variable, then EC2's.
+    pub fn effective_endpoint(&self) -> String {
+        self.endpoint
+            .clone()
+            .or_else(|| {
+                std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                    .ok()
+                    .filter(|s| !s.trim().is_empty())
+            })
+            .unwrap_or_else(|| DEFAULT_IMDS_ENDPOINT.to_string())
+    }
+
+    /// Checks what parsing cannot; the message names the flag.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval.is_zero() {
+            return Err("--imds.interval must be greater than 0".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("--imds.timeout must be greater than 0".into());
+        }
+        let ttl = self.token_ttl.as_secs();
+        if self.token_ttl.subsec_nanos() != 0 || !(1..=21600).contains(&ttl) {
+            return Err(format!(
+                "--imds.token-ttl must be whole seconds from 1s to 21600s (6h), got {}",
+                humantime::format_duration(self.token_ttl)
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn probe_config(&self) -> crate::probe::imds::ImdsConfig {
+        crate::probe::imds::ImdsConfig {
+            endpoint: self.effective_endpoint(),
+            timeout: self.timeout,
+            token_ttl_seconds: self.token_ttl.as_secs() as u32,
+        }
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LogArgs {
+    /// Only log messages with the given severity or above.
+    #[arg(
+        long = "log.level",
+        env = "IMDS_EXPORTER_LOG_LEVEL",
+        default_value = "info",
+        value_enum
+    )]
+    pub level: LogLevel,
+
+    /// Output format of log messages.
+    #[arg(
+        long = "log.format",
+        env = "IMDS_EXPORTER_LOG_FORMAT",
+        default_value = "logfmt",
+        value_enum
+    )]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SimulateArgs {
+    /// Address of the fake IMDS and its control API (/_sim/...).
+    #[arg(
+        long,
+        env = "IMDS_EXPORTER_SIM_LISTEN",
+        default_value = "127.0.0.1:1338",
+        value_name = "ADDRESS",
+        value_parser = parse_listen_address
+    )]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub sim: SimOptions,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Behaviour of the simulator, shared by `simulate` and `demo`.
+#[derive(Debug, Args, Clone)]
+pub struct SimOptions {
+    /// Also answer SNTP on this UDP address (e.g. 127.0.0.1:1123).
+    #[arg(long = "ntp-listen", env = "IMDS_EXPORTER_SIM_NTP_LISTEN", value_name = "ADDRESS", value_parser = parse_listen_address)]
+    pub ntp_listen: Option<SocketAddr>,
+
+    /// How often new credentials are issued in the healthy scenario.
+    #[arg(long = "rotate-every", env = "IMDS_EXPORTER_SIM_ROTATE_EVERY", default_value = "1h", value_name = "DURATION", value_parser = parse_duration)]
+    pub rotate_every: Duration,
+
+    /// Lifetime of each set of credentials (Expiration - issue time).
+    #[arg(long, env = "IMDS_EXPORTER_SIM_LIFETIME", default_value = "6h", value_name = "DURATION", value_parser = parse_duration)]
+    pub lifetime: Duration,
+
+    /// Seconds added to the clock the NTP answerer reports (positive: our clock looks behind).
+    #[arg(
+        long = "clock-offset",
+        env = "IMDS_EXPORTER_SIM_CLOCK_OFFSET",
+        default_value_t = 0.0,
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
+    pub clock_offset: f64,
+
+    /// Delay of the `slow` scenario when the switch gives no ?delay=.
+    #[arg(long = "slow-delay", env = "IMDS_EXPORTER_SIM_SLOW_DELAY", default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
+    pub slow_delay: Duration,
+
+    /// The scenario at start-up.
+    #[arg(
+        long,
+        env = "IMDS_EXPORTER_SIM_SCENARIO",
+        default_value = "healthy",
+        value_name = "NAME"
+    )]
+    pub scenario: String,
+
+    /// A timeline to play: YAML or JSON list of {at: 30s, scenario: outage} steps.
+    #[arg(long, env = "IMDS_EXPORTER_SIM_SCRIPT", value_name = "FILE")]
+    pub script: Option<std::path::PathBuf>,
+
+    /// Name of the IAM role the fake instance profile carries.
+    #[arg(
+        long,
+        env = "IMDS_EXPORTER_SIM_ROLE",
+        default_value = "imds-exporter-demo-role",
+        value_name = "NAME"
+    )]
+    pub role: String,
+}
+
+impl SimOptions {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.rotate_every.is_zero() {
+            return Err("--rotate-every must be greater than 0".into());
+        }
+        if self.lifetime <= self.rotate_every {
+            return Err(format!(
+                "--lifetime ({}) must be longer than --rotate-every ({}): new credentials must appear before the old ones expire",
+                humantime::format_duration(self.lifetime),
+                humantime::format_duration(self.rotate_every)
+            ));
+        }
+        if !self.clock_offset.is_finite() || self.clock_offset.abs() > 1e9 {
+            return Err("--clock-offset must be a number of seconds".into());
+        }
+        crate::sim::scenario::Scenario::parse(&self.scenario, &Default::default(), self)
+            .map_err(|e| format!("--scenario: {e}"))?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address of the exporter's /metrics (loopback by default; :0 picks a free port).
+    #[arg(
+        long = "web.listen-address",
+        env = "IMDS_EXPORTER_WEB_LISTEN_ADDRESS",
+        default_value = "127.0.0.1:19254",
+        value_name = "ADDRESS",
+        value_parser = parse_listen_address
+    )]
+    pub listen_address: SocketAddr,
+
+    /// Time between probe runs (short, so that the demo moves).
+    #[arg(long = "imds.interval", default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// How often the simulator rotates credentials.
+    #[arg(long = "rotate-every", default_value = "2m", value_name = "DURATION", value_parser = parse_duration)]
+    pub rotate_every: Duration,
+
+    /// Lifetime of each set of simulated credentials.
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = parse_duration)]
+    pub lifetime: Duration,
+
+    /// The simulator's scenario at start-up.
+    #[arg(long, default_value = "healthy", value_name = "NAME")]
+    pub scenario: String,
+
+    /// A timeline for the simulator to play (see `simulate --help`).
+    #[arg(long, value_name = "FILE")]
+    pub script: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+/// Parses `30s`, `100ms`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e} (expected a duration such as 100ms, 30s, 5m or 1h)"))
+}
+
+/// Parses `host:port` or `:port` (every IPv4 address, as Go exporters do).
+pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let full = if let Some(port) = s.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else {
+        s.to_string()
+    };
+    full.to_socket_addrs()
+        .map_err(|e| format!("{e} (expected host:port or :port, e.g. :19254)"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
+fn parse_telemetry_path(s: &str) -> Result<String, String> {
+    let reserved = ["/", "/-/healthy", "/-/ready"];
+    if !s.starts_with('/') || s.len() < 2 || s.contains(char::is_whitespace) {
+        return Err("must be a path such as /metrics".into());
+    }
+    if reserved.contains(&s) {
+        return Err(format!("{s} is served by the exporter itself"));
+    }
+    Ok(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, String> {
+        Cli::try_parse_from(std::iter::once("imds_exporter").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let cli = parse(&[]).unwrap();
+        let e = cli.exporter;
+        assert_eq!(e.web.listen_address, "0.0.0.0:19254".parse().unwrap());
+        assert_eq!(e.web.telemetry_path, "/metrics");
+        assert_eq!(e.imds.interval, Duration::from_secs(30));
+        assert_eq!(e.imds.timeout, Duration::from_secs(1));
+        assert_eq!(e.imds.token_ttl, Duration::from_secs(21600));
+        assert!(e.imds.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--imds.interval", "soon"], "--imds.interval"),
+            (&["--imds.timeout=-1s"], "--imds.timeout"),
+            (
+                &["--web.listen-address", "nonsense"],
+                "--web.listen-address",
+            ),
+            (&["--web.telemetry-path", "metrics"], "--web.telemetry-path"),
+            (&["--log.level", "loud"], "--log.level"),
+            (&["--log.format", "xml"], "--log.format"),
+        ];
+        for (args, flag) in cases {
+            let err = parse(args).expect_err(flag);
+            assert!(err.contains(flag), "{args:?}: {err}");
+        }
+        for (args, flag) in [
+            (["--imds.interval", "0s"], "--imds.interval"),
+            (["--imds.token-ttl", "7h"], "--imds.token-ttl"),
+            (["--imds.token-ttl", "1500ms"], "--imds.token-ttl"),
+        ] {
+            let cli = parse(&args).unwrap();
+            let err = cli.exporter.imds.validate().expect_err(flag);
+            assert!(err.contains(flag), "{err}");
+        }
+    }
+
+    #[test]
+    fn sub_second_intervals_are_allowed() {
+        let cli = parse(&["--imds.interval", "100ms"]).unwrap();
+        assert_eq!(cli.exporter.imds.interval, Duration::from_millis(100));
+        assert!(cli.exporter.imds.validate().is_ok());
+    }
+
+    #[test]
+    fn listen_addresses_accept_the_go_style() {
+        assert_eq!(
+            parse_listen_address(":9100").unwrap(),
+            "0.0.0.0:9100".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_address("127.0.0.1:0").unwrap(),
+            "127.0.0.1:0".parse().unwrap()
+        );
+        assert!(parse_listen_address("[::1]:80").is_ok());
+        assert!(parse_listen_address("9100").is_err());
+    }
+
+    #[test]
+    fn subcommands_parse() {
+        assert!(matches!(
+            parse(&["simulate", "--listen", "127.0.0.1:0"])
+                .unwrap()
+                .command,
+            Some(Command::Simulate(_))
+        ));
+        assert!(matches!(
+            parse(&["demo"]).unwrap().command,
+            Some(Command::Demo(_))
+        ));
+    }
+}

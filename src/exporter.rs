@@ -1,0 +1,207 @@
+//! The exporter: background probe loops, and the HTTP server that serves what they recorded.
+//!
+//! Each probe runs on its own timer (interval plus a little jitter, so a fleet of DaemonSets
+//! started together does not hit the link-local services in lockstep); a run never overlaps the
+//! next, and a run that takes longer than the interval is followed at once by the next one.
+//! Shutdown goes through a `watch` channel that every task selects on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::probe::Probe;
+use crate::probe::imds::{ImdsConfig, ImdsProber, ImdsRun};
+
+#[derive(Debug, Clone)]
+pub struct ExporterConfig {
+    pub listen: SocketAddr,
+    pub telemetry_path: String,
+    pub imds: ImdsConfig,
+    pub imds_interval: Duration,
+}
+
+impl ExporterConfig {
+    fn describe(&self) -> Vec<(&'static str, String)> {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        vec![
+            ("web.listen-address", self.listen.to_string()),
+            ("web.telemetry-path", self.telemetry_path.clone()),
+            ("imds.endpoint", self.imds.endpoint.clone()),
+            ("imds.interval", d(self.imds_interval)),
+            ("imds.timeout", d(self.imds.timeout)),
+            (
+                "imds.token-ttl",
+                format!("{}s", self.imds.token_ttl_seconds),
+            ),
+        ]
+    }
+}
+
+/// A running exporter (used by `main`, `demo` and the tests).
+pub struct RunningExporter {
+    pub addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningExporter {
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Validates the configuration, binds the listener and starts the probes.
+pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
+    let prober = ImdsProber::new(config.imds.clone()).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("--web.listen-address {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_interval(Probe::Imds, config.imds_interval);
+    let ready = Arc::new(AtomicBool::new(false));
+    let (shutdown, rx) = watch::channel(false);
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(imds_loop(
+        prober,
+        metrics.clone(),
+        config.imds_interval,
+        ready.clone(),
+        rx.clone(),
+    )));
+
+    let state = crate::web::WebState {
+        metrics: metrics.clone(),
+        ready,
+        landing: Arc::new(crate::web::landing_page(
+            &config.telemetry_path,
+            &config.describe(),
+        )),
+    };
+    let app = crate::web::router(state, &config.telemetry_path);
+    let mut web_rx = rx.clone();
+    tasks.push(tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = web_rx.changed().await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }));
+    tracing::info!(address = %addr, endpoint = %config.imds.endpoint, interval = ?config.imds_interval, "imds_exporter listening");
+    Ok(RunningExporter {
+        addr,
+        metrics,
+        shutdown,
+        tasks,
+    })
+}
+
+/// The interval with up to ±5 % jitter.
+pub fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(1.0 + (fastrand::f64() - 0.5) * 0.1)
+}
+
+async fn imds_loop(
+    mut prober: ImdsProber,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    ready: Arc<AtomicBool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last_failure = None;
+    loop {
+        let started = tokio::time::Instant::now();
+        let run = tokio::select! {
+            run = prober.run() => run,
+            _ = shutdown.changed() => return,
+        };
+        metrics.record_imds(&run, Utc::now());
+        log_imds_run(&run, &mut last_failure);
+        ready.store(true, Ordering::Release);
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + jittered(interval)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Logs a run once per change of state at warn/info, and every run at debug.
+fn log_imds_run(run: &ImdsRun, last_failure: &mut Option<Option<crate::probe::Reason>>) {
+    for p in &run.phases {
+        match &p.error {
+            Some(e) => tracing::debug!(
+                phase = p.phase.as_str(),
+                reason = e.reason().as_str(),
+                duration = ?p.duration,
+                error = %e,
+                "IMDS request failed"
+            ),
+            None => {
+                tracing::trace!(phase = p.phase.as_str(), duration = ?p.duration, "IMDS request ok")
+            }
+        }
+    }
+    if let Some(r) = &run.rotation {
+        tracing::info!(lead_seconds = r.lead_seconds, "credentials rotated");
+    }
+    let failure = run.failure_reason();
+    if last_failure.as_ref() != Some(&failure) {
+        match failure {
+            Some(reason) => {
+                let detail = run
+                    .phases
+                    .iter()
+                    .find(|p| p.error.as_ref().is_some_and(|e| e.reason() == reason))
+                    .map(|p| {
+                        (
+                            p.phase.as_str(),
+                            p.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
+                        )
+                    })
+                    .unwrap_or(("", String::new()));
+                tracing::warn!(
+                    reason = reason.as_str(),
+                    phase = detail.0,
+                    error = %detail.1,
+                    "IMDS probe failing: applications creating AWS clients now may get no credentials"
+                );
+            }
+            None if last_failure.is_some() => tracing::info!("IMDS probe succeeding again"),
+            None => tracing::info!("first IMDS probe run succeeded"),
+        }
+        *last_failure = Some(failure);
+    }
+    tracing::debug!(success = run.success(), duration = ?run.duration, "IMDS probe run finished");
+}
+
+/// `imds_exporter` without a subcommand.
+pub async fn run(args: crate::cli::ExporterArgs) -> crate::CliResult {
+    crate::logging::init(args.log.level, args.log.format);
+    args.imds.validate()?;
+    let config = ExporterConfig {
+        listen: args.web.listen_address,
+        telemetry_path: args.web.telemetry_path.clone(),
+        imds: args.imds.probe_config(),
+        imds_interval: args.imds.interval,
+    };
+    let exporter = start(config).await?;
+    crate::shutdown_signal().await;
+    tracing::info!("shutting down");
+    exporter.shutdown().await;
+    Ok(())
+}

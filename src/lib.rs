@@ -1,0 +1,59 @@
+//! imds_exporter: a Prometheus exporter that tells you, before applications fail, that the AWS
+//! credentials on an EC2 node are in trouble.
+//!
+//! Layout:
+//! - `cli`: flags, their validation and the subcommands;
+//! - `exporter`: the background probe loops and the HTTP server (default subcommand);
+//! - `web`: `/metrics`, the landing page, `/-/healthy`, `/-/ready`;
+//! - `metrics`: every metric name, HELP string and label: the one place they are spelled;
+//! - `probe`: the label vocabularies (`probe`, `phase`, `reason`), and the probes:
+//!   `probe::imds` (the SDK-like credential probe), `probe::credentials` (parsing and rotation,
+//!   pure), `probe::ntp` (SNTP);
+//! - `sim`: the fault-injecting IMDS and NTP simulator (`simulate`);
+//! - `demo`: simulator and exporter in one process;
+//! - `logging`: logfmt/JSON logs.
+
+pub mod cli;
+pub mod demo;
+pub mod exporter;
+pub mod logging;
+pub mod metrics;
+pub mod probe;
+pub mod sim;
+pub mod web;
+
+/// What a subcommand returns to `main`: an error is a message that names what was wrong.
+pub type CliResult = Result<(), String>;
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Parses the command line and runs the chosen subcommand.
+pub async fn main_with_args() -> CliResult {
+    use clap::Parser;
+    let cli = cli::Cli::parse();
+    match cli.command {
+        None => exporter::run(cli.exporter).await,
+        Some(cli::Command::Simulate(args)) => sim::run(args).await,
+        Some(cli::Command::Demo(args)) => demo::run(args).await,
+    }
+}

@@ -1,0 +1,161 @@
+//! Logging set-up: `--log.level` and `--log.format` (logfmt, like the Go exporters, or JSON).
+//!
+//! Only this crate logs at the chosen level; dependencies (hyper, reqwest) are held at `warn`,
+//! so `--log.level=trace` shows what the probe did without wire-level dumps of IMDS traffic.
+
+use std::fmt::{self, Write as _};
+
+use clap::ValueEnum;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+fn filter(level: LogLevel) -> EnvFilter {
+    let deps = match level {
+        LogLevel::Error => "error",
+        _ => "warn",
+    };
+    EnvFilter::new(format!("{deps},imds_exporter={}", level.as_str()))
+}
+
+/// Installs the global subscriber writing to stderr. Safe to call more than once (later calls
+/// are ignored), so `demo` can share it between its halves.
+pub fn init(level: LogLevel, format: LogFormat) {
+    init_with_writer(level, format, std::io::stderr);
+}
+
+pub fn init_with_writer<W>(level: LogLevel, format: LogFormat, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(level))
+        .with_writer(writer);
+    let _ = match format {
+        LogFormat::Logfmt => builder.event_format(Logfmt).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+}
+
+/// `ts=... level=info target=imds_exporter::exporter msg="..." key=value`.
+struct Logfmt;
+
+impl<S, N> FormatEvent<S, N> for Logfmt
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        write!(
+            writer,
+            "ts={now} level={} target={}",
+            meta.level().as_str().to_ascii_lowercase(),
+            meta.target()
+        )?;
+        let mut visitor = LogfmtVisitor::default();
+        event.record(&mut visitor);
+        if let Some(msg) = visitor.message {
+            write!(writer, " msg={}", quote(&msg))?;
+        }
+        writer.write_str(&visitor.fields)?;
+        writeln!(writer)
+    }
+}
+
+#[derive(Default)]
+struct LogfmtVisitor {
+    message: Option<String>,
+    fields: String,
+}
+
+impl Visit for LogfmtVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = Some(value.to_string());
+        } else {
+            let _ = write!(self.fields, " {}={}", field.name(), quote(value));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+/// Quotes a logfmt value when it needs it.
+fn quote(v: &str) -> String {
+    let plain = !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\');
+    if plain {
+        v.to_string()
+    } else {
+        let mut out = String::with_capacity(v.len() + 2);
+        out.push('"');
+        for c in v.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn logfmt_values_are_quoted_only_when_needed() {
+        assert_eq!(quote("timeout"), "timeout");
+        assert_eq!(quote("two words"), "\"two words\"");
+        assert_eq!(quote("a=b"), "\"a=b\"");
+        assert_eq!(quote("say \"hi\"\n"), "\"say \\\"hi\\\"\\n\"");
+        assert_eq!(quote(""), "\"\"");
+    }
+}

@@ -1,0 +1,12 @@
+//! The `imds_exporter` binary: everything lives in the library.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match imds_exporter::main_with_args().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("imds_exporter: error: {message}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! Every metric the exporter serves: names, HELP strings, types and labels live here and only
+//! here. Probes hand over typed reports; this module turns them into series.
+//!
+//! The exporter probes in the background (smokeping_prober's model): a scrape reads what the
+//! last run measured and never triggers a request to IMDS. Every `probe`, `phase` and `reason`
+//! series is created at zero on start-up, so `rate()` and `increase()` see the first failure.
+
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, MetricFamily, MetricType};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::probe::imds::ImdsRun;
+use crate::probe::{Phase, Probe, Reason};
+
+/// Buckets of `imds_request_duration_seconds`: from a healthy IMDS (about a millisecond) to the
+/// SDKs' 1 s timeout and past it, so `le="1"` separates "slow" from "an SDK gave up".
+pub const REQUEST_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+const BACKGROUND: &str = "Refreshed by the background probe, not at scrape time.";
+
+fn help(text: &str) -> String {
+    format!("{text} {BACKGROUND}")
+}
+
+/// Build identity, filled in by `build.rs`.
+pub struct BuildInfo {
+    pub version: &'static str,
+    pub revision: &'static str,
+    pub rustc_version: &'static str,
+}
+
+pub const BUILD_INFO: BuildInfo = BuildInfo {
+    version: env!("CARGO_PKG_VERSION"),
+    revision: env!("IMDS_EXPORTER_REVISION"),
+    rustc_version: env!("IMDS_EXPORTER_RUSTC_VERSION"),
+};
+
+pub struct Metrics {
+    registry: Registry,
+    probe_success: IntGaugeVec,
+    probe_duration: GaugeVec,
+    probe_last_success: GaugeVec,
+    probe_interval: GaugeVec,
+    probe_runs: IntCounterVec,
+    probe_failures: IntCounterVec,
+    request_duration: HistogramVec,
+    request_failures: IntCounterVec,
+    credentials_expiration: Gauge,
+    credentials_last_updated: Mutex<Option<f64>>,
+    credentials_rotations: IntCounter,
+    credentials_last_rotation: Gauge,
+    credentials_rotation_lead: Mutex<Option<f64>>,
+    credentials_info: IntGaugeVec,
+    credentials_labels: Mutex<Option<(String, String)>>,
+    v1_enabled: IntGauge,
+    instance_info: IntGaugeVec,
+    ntp_offset: GaugeVec,
+    ntp_rtt: GaugeVec,
+    ntp_stratum: GaugeVec,
+    ntp_leap: GaugeVec,
+    ntp_root_delay: GaugeVec,
+    ntp_root_dispersion: GaugeVec,
+}
+
+impl Metrics {
+    /// Creates every series at its start-up value, with the process collector.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let m = Self::with_registry(registry);
+        #[cfg(target_os = "linux")]
+        {
+            let pc = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = m.registry.register(Box::new(pc));
+        }
+        m
+    }
+
+    fn with_registry(registry: Registry) -> Self {
+        let probe_success = IntGaugeVec::new(
+            Opts::new(
+                "imds_probe_success",
+                help("Whether the last run of the probe succeeded (1) or failed (0)."),
+            ),
+            &["probe"],
+        )
+        .unwrap();
+        let probe_duration = GaugeVec::new(
+            Opts::new(
+                "imds_probe_duration_seconds",
+                help("Duration of the last run of the probe, in seconds."),
+            ),
+            &["probe"],
+        )
+        .unwrap();
+        let probe_last_success = GaugeVec::new(
+            Opts::new(
+                "imds_probe_last_success_timestamp_seconds",
+                help(
+                    "Unix time in seconds of the last successful run of the probe; 0 if none yet.",
+                ),
+            ),
+            &["probe"],
+        )
+        .unwrap();
+        let probe_interval = GaugeVec::new(
+            Opts::new(
+                "imds_probe_interval_seconds",
+                "Configured interval between runs of the probe, in seconds.",
+            ),
+            &["probe"],
+        )
+        .unwrap();
+        let probe_runs = IntCounterVec::new(
+            Opts::new(
+                "imds_probe_runs_total",
+                help("Runs of the probe; stops increasing when the probe is stuck."),
+            ),
+            &["probe"],
+        )
+        .unwrap();
+        let probe_failures = IntCounterVec::new(
+            Opts::new(
+                "imds_probe_failures_total",
+                help("Failed runs of the probe, by the reason of the first failing step."),
+            ),
+            &["probe", "reason"],
+        )
+        .unwrap();
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "imds_request_duration_seconds",
+                help("Duration of IMDS requests in seconds, by phase; every attempt, failed ones included (a timeout observes the timeout)."),
+            )
+            .buckets(REQUEST_BUCKETS.to_vec()),
+            &["phase"],
+        )
+        .unwrap();
+        let request_failures = IntCounterVec::new(
+            Opts::new(
+                "imds_request_failures_total",
+                help("Failed IMDS requests, by phase and reason."),
+            ),
+            &["phase", "reason"],
+        )
+        .unwrap();
+        let credentials_expiration = Gauge::new(
+            "imds_credentials_expiration_timestamp_seconds",
+            help("Expiration of the instance-profile credentials IMDS serves, as Unix time in seconds; keeps the last value seen while IMDS fails; 0 if none seen yet."),
+        )
+        .unwrap();
+        let credentials_rotations = IntCounter::new(
+            "imds_credentials_rotations_total",
+            help("Credential rotations seen: the AccessKeyId served by IMDS changed."),
+        )
+        .unwrap();
+        let credentials_last_rotation = Gauge::new(
+            "imds_credentials_last_rotation_timestamp_seconds",
+            help(
+                "Unix time in seconds when the probe last saw the credentials rotate; 0 if never.",
+            ),
+        )
+        .unwrap();
+        let credentials_info = IntGaugeVec::new(
+            Opts::new(
+                "imds_credentials_info",
+                help("The IAM role and instance profile whose credentials IMDS serves; always 1."),
+            ),
+            &["role", "instance_profile_arn"],
+        )
+        .unwrap();
+        let v1_enabled = IntGauge::new(
+            "imds_v1_enabled",
+            help("Whether IMDS answers token-less (IMDSv1) requests (1) or requires tokens (0); a security finding, not an outage."),
+        )
+        .unwrap();
+        let instance_info = IntGaugeVec::new(
+            Opts::new(
+                "imds_instance_info",
+                help("The instance identity document's fields; always 1."),
+            ),
+            &[
+                "instance_id",
+                "instance_type",
+                "region",
+                "availability_zone",
+                "account_id",
+                "image_id",
+            ],
+        )
+        .unwrap();
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "imds_exporter_build_info",
+                "Version, revision and compiler of the running imds_exporter; always 1.",
+            ),
+            &["version", "revision", "rustc_version"],
+        )
+        .unwrap();
+        let ntp = |name: &str, text: &str| {
+            GaugeVec::new(Opts::new(name, help(text)), &["server"]).unwrap()
+        };
+        let ntp_offset = ntp(
+            "imds_ntp_offset_seconds",
+            "Clock offset against the NTP server in seconds: server time minus local time, so positive means the local clock is behind.",
+        );
+        let ntp_rtt = ntp(
+            "imds_ntp_rtt_seconds",
+            "Round-trip time of the last NTP exchange in seconds, server processing time excluded.",
+        );
+        let ntp_stratum = ntp("imds_ntp_stratum", "Stratum reported by the NTP server.");
+        let ntp_leap = ntp(
+            "imds_ntp_leap",
+            "Leap indicator reported by the NTP server: 0 none, 1 insert, 2 delete, 3 server unsynchronised.",
+        );
+        let ntp_root_delay = ntp(
+            "imds_ntp_root_delay_seconds",
+            "Root delay reported by the NTP server, in seconds.",
+        );
+        let ntp_root_dispersion = ntp(
+            "imds_ntp_root_dispersion_seconds",
+            "Root dispersion reported by the NTP server, in seconds.",
+        );
+
+        for probe in Probe::ALL {
+            let p = probe.as_str();
+            probe_success.with_label_values(&[p]).set(0);
+            probe_duration.with_label_values(&[p]).set(0.0);
+            probe_last_success.with_label_values(&[p]).set(0.0);
+            probe_runs.with_label_values(&[p]);
+            for reason in probe.reasons() {
+                probe_failures.with_label_values(&[p, reason.as_str()]);
+            }
+        }
+        for phase in Phase::ALL {
+            request_duration.with_label_values(&[phase.as_str()]);
+            for reason in Reason::IMDS {
+                request_failures.with_label_values(&[phase.as_str(), reason.as_str()]);
+            }
+        }
+        build_info
+            .with_label_values(&[
+                BUILD_INFO.version,
+                BUILD_INFO.revision,
+                BUILD_INFO.rustc_version,
+            ])
+            .set(1);
+
+        let m = Self {
+            registry,
+            probe_success,
+            probe_duration,
+            probe_last_success,
+            probe_interval,
+            probe_runs,
+            probe_failures,
+            request_duration,
+            request_failures,
+            credentials_expiration,
+            credentials_last_updated: Mutex::new(None),
+            credentials_rotations,
+            credentials_last_rotation,
+            credentials_rotation_lead: Mutex::new(None),
+            credentials_info,
+            credentials_labels: Mutex::new(None),
+            v1_enabled,
+            instance_info,
+            ntp_offset,
+            ntp_rtt,
+            ntp_stratum,
+            ntp_leap,
+            ntp_root_delay,
+            ntp_root_dispersion,
+        };
+        let r = &m.registry;
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(m.probe_success.clone()),
+            Box::new(m.probe_duration.clone()),
+            Box::new(m.probe_last_success.clone()),
+            Box::new(m.probe_interval.clone()),
+            Box::new(m.probe_runs.clone()),
+            Box::new(m.probe_failures.clone()),
+            Box::new(m.request_duration.clone()),
+            Box::new(m.request_failures.clone()),
+            Box::new(m.credentials_expiration.clone()),
+            Box::new(m.credentials_rotations.clone()),
+            Box::new(m.credentials_last_rotation.clone()),
+            Box::new(m.credentials_info.clone()),
+            Box::new(m.v1_enabled.clone()),
+            Box::new(m.instance_info.clone()),
+            Box::new(build_info),
+            Box::new(m.ntp_offset.clone()),
+            Box::new(m.ntp_rtt.clone()),
+            Box::new(m.ntp_stratum.clone()),
+            Box::new(m.ntp_leap.clone()),
+            Box::new(m.ntp_root_delay.clone()),
+            Box::new(m.ntp_root_dispersion.clone()),
+        ];
+        for c in collectors {
+            r.register(c).expect("metric names are unique");
+        }
+        m
+    }
+
+    /// Registers a collector that owns its own series (the clock and ethtool views).
+    pub fn register(&self, c: Box<dyn Collector>) {
+        self.registry
+            .register(c)
+            .expect("collector names are unique");
+    }
+
+    /// Renders the text exposition format.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut families = self.registry.gather();
+        families.extend(self.optional_gauges());
+        // The encoder refuses families without samples; an absent gauge is simply not written.
+        families.retain(|f| !f.get_metric().is_empty());
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut buf = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&families, &mut buf)
+            .expect("encoding to a Vec cannot fail");
+        buf
+    }
+
+    /// Gauges that are absent until there is a value: a 0 would read as "1970" or as "no lead".
+    fn optional_gauges(&self) -> Vec<MetricFamily> {
+        let mut out = Vec::new();
+        let last_updated = *self.credentials_last_updated.lock().unwrap();
+        out.push(gauge_family(
+            "imds_credentials_last_updated_timestamp_seconds",
+            &help("LastUpdated of the credentials IMDS serves, as Unix time in seconds; absent until IMDS has sent one."),
+            last_updated,
+        ));
+        let lead = *self.credentials_rotation_lead.lock().unwrap();
+        out.push(gauge_family(
+            "imds_credentials_rotation_lead_seconds",
+            &help("Remaining lifetime in seconds of the old credentials when the last rotation was seen (AWS promises at least 300); absent until the first rotation."),
+            lead,
+        ));
+        out
+    }
+
+    pub fn set_interval(&self, probe: Probe, interval: std::time::Duration) {
+        self.probe_interval
+            .with_label_values(&[probe.as_str()])
+            .set(interval.as_secs_f64());
+    }
+
+    /// Records the common `imds_probe_*` series of one run.
+    pub fn record_run(
+        &self,
+        probe: Probe,
+        duration: std::time::Duration,
+        failure: Option<Reason>,
+        now: DateTime<Utc>,
+    ) {
+        let p = probe.as_str();
+        self.probe_runs.with_label_values(&[p]).inc();
+        self.probe_duration
+            .with_label_values(&[p])
+            .set(duration.as_secs_f64());
+        match failure {
+            None => {
+                self.probe_success.with_label_values(&[p]).set(1);
+                self.probe_last_success
+                    .with_label_values(&[p])
+                    .set(unix_seconds(now));
+            }
+            Some(reason) => {
+                self.probe_success.with_label_values(&[p]).set(0);
+                self.probe_failures
+                    .with_label_values(&[p, reason.as_str()])
+                    .inc();
+            }
+        }
+    }
+
+    /// Records everything an IMDS run saw.
+    pub fn record_imds(&self, run: &ImdsRun, now: DateTime<Utc>) {
+        for phase in &run.phases {
+            let name = phase.phase.as_str();
+            self.request_duration
+                .with_label_values(&[name])
+                .observe(phase.duration.as_secs_f64());
+            if let Some(e) = &phase.error {
+                self.request_failures
+                    .with_label_values(&[name, e.reason().as_str()])
+                    .inc();
+            }
+        }
+        self.record_run(Probe::Imds, run.duration, run.failure_reason(), now);
+        if let Some(Ok((role, doc))) = &run.outcome {
+            self.credentials_expiration
+                .set(unix_seconds(doc.expiration));
+            if let Some(t) = doc.last_updated {
+                *self.credentials_last_updated.lock().unwrap() = Some(unix_seconds(t));
+            }
+            let arn = run.profile.as_ref().map(|p| p.arn.clone());
+            self.set_credentials_info(role, arn);
+        }
+        if let Some(rotation) = run.rotation {
+            self.credentials_rotations.inc();
+            self.credentials_last_rotation
+                .set(unix_seconds(rotation.at));
+            *self.credentials_rotation_lead.lock().unwrap() = Some(rotation.lead_seconds);
+        }
+        if let Some(id) = &run.identity {
+            self.instance_info.reset();
+            self.instance_info
+                .with_label_values(&[
+                    &id.instance_id,
+                    &id.instance_type,
+                    &id.region,
+                    &id.availability_zone,
+                    &id.account_id,
+                    &id.image_id,
+                ])
+                .set(1);
+        }
+        if let Some(v1) = run.v1_enabled {
+            self.v1_enabled.set(i64::from(v1));
+        }
+    }
+
+    /// Keeps exactly one `imds_credentials_info` series; a new ARN arrives only hourly, so the
+    /// last known one is kept for the same role.
+    fn set_credentials_info(&self, role: &str, arn: Option<String>) {
+        let mut current = self.credentials_labels.lock().unwrap();
+        let arn = match (arn, current.as_ref()) {
+            (Some(a), _) => a,
+            (None, Some((r, a))) if r == role => a.clone(),
+            (None, _) => String::new(),
+        };
+        if current.as_ref() != Some(&(role.to_string(), arn.clone())) {
+            self.credentials_info.reset();
+            self.credentials_info
+                .with_label_values(&[role, &arn])
+                .set(1);
+            *current = Some((role.to_string(), arn));
+        }
+    }
+
+    /// Records one NTP server's sample.
+    pub fn record_ntp_sample(&self, server: &str, sample: &crate::probe::ntp::NtpSample) {
+        let l = &[server];
+        self.ntp_offset
+            .with_label_values(l)
+            .set(sample.offset_seconds);
+        self.ntp_rtt.with_label_values(l).set(sample.rtt_seconds);
+        self.ntp_stratum
+            .with_label_values(l)
+            .set(f64::from(sample.stratum));
+        self.ntp_leap
+            .with_label_values(l)
+            .set(f64::from(sample.leap));
+        self.ntp_root_delay
+            .with_label_values(l)
+            .set(sample.root_delay_seconds);
+        self.ntp_root_dispersion
+            .with_label_values(l)
+            .set(sample.root_dispersion_seconds);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn unix_seconds(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+/// A single unlabelled gauge family, or an empty one (which the encoder skips) for `None`.
+pub fn gauge_family(name: &str, help: &str, value: Option<f64>) -> MetricFamily {
+    let mut family = MetricFamily::default();
+    family.set_name(name.to_string());
+    family.set_help(help.to_string());
+    family.set_field_type(MetricType::GAUGE);
+    if let Some(v) = value {
+        let mut g = proto::Gauge::default();
+        g.set_value(v);
+        let mut m = proto::Metric::default();
+        m.set_gauge(g);
+        family.mut_metric().push(m);
+    }
+    family
+}
+
+/// A description for a custom collector's family.
+pub fn desc(name: &str, help: &str, labels: &[&str]) -> Desc {
+    Desc::new(
+        name.to_string(),
+        help.to_string(),
+        labels.iter().map(|s| s.to_string()).collect(),
+        Default::default(),
+    )
+    .expect("valid metric description")
+}

@@ -1,0 +1,505 @@
+//! The IMDS probe: one run does what an SDK does when it creates a client.
+//!
+//! Owns the HTTP side: the token PUT, the role and credentials GETs, the hourly metadata GETs and
+//! the IMDSv1 posture check, each with its own deadline, timed with a monotonic clock. Returns an
+//! [`ImdsRun`] report; it does not touch metrics (the exporter records the report) and does not
+//! parse documents itself (see [`super::credentials`]).
+//!
+//! Deliberate differences from a general HTTP client, all of them what a careful SDK does:
+//! no proxy (IMDS is link-local; `HTTP_PROXY` would send it to the proxy), no redirects (a
+//! redirect from 169.254.169.254 is an attack or a misconfigured interceptor), a body cap, and a
+//! fresh connection per request (no pooling), so that every run measures connection set-up as a
+//! new SDK client would and a stuck connection cannot carry over between runs.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use reqwest::Method;
+use zeroize::Zeroizing;
+
+use super::credentials::{
+    self, CredentialsDoc, Identity, InstanceProfile, KeyIdHasher, Rotation, RotationTracker,
+};
+use super::{Phase, Reason};
+
+/// Bodies larger than this are refused: the largest real IMDS document is a few KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How often the slow-moving metadata (`iam/info`, the identity document) is fetched again.
+pub const METADATA_REFRESH: Duration = Duration::from_secs(3600);
+
+const TOKEN_PATH: &str = "/latest/api/token";
+const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+const ROLE_LIST_PATH: &str = "/latest/meta-data/iam/security-credentials/";
+const INFO_PATH: &str = "/latest/meta-data/iam/info";
+const IDENTITY_PATH: &str = "/latest/dynamic/instance-identity/document";
+
+#[derive(Debug, Clone)]
+pub struct ImdsConfig {
+    /// Base URL, e.g. `http://169.254.169.254`, without a trailing slash.
+    pub endpoint: String,
+    /// Deadline of each request (connect + send + full body).
+    pub timeout: Duration,
+    /// Requested token lifetime in seconds (1..=21600).
+    pub token_ttl_seconds: u32,
+}
+
+/// Why one request failed. Carries context for the log line; never body text.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("no complete answer within {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("body larger than {MAX_BODY_BYTES} bytes")]
+    BodyTooLarge,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Parse(#[from] credentials::ParseError),
+}
+
+impl RequestError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            RequestError::Timeout(_) => Reason::Timeout,
+            RequestError::Connect(_) => Reason::Connect,
+            RequestError::Status(s) => Reason::from_status(*s),
+            RequestError::BodyTooLarge | RequestError::Invalid(_) => Reason::InvalidResponse,
+            RequestError::Parse(e) => e.reason(),
+        }
+    }
+}
+
+/// The IMDSv2 session token. Redacted in `Debug`, wiped on drop.
+pub struct SessionToken(Zeroizing<String>);
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
+/// A response whose body is wiped when it is dropped.
+struct Answer {
+    status: u16,
+    body: Zeroizing<Vec<u8>>,
+}
+
+/// The outcome of one request of a run.
+#[derive(Debug)]
+pub struct PhaseResult {
+    pub phase: Phase,
+    pub duration: Duration,
+    pub error: Option<RequestError>,
+}
+
+/// Everything one run saw, for the exporter to record.
+#[derive(Debug, Default)]
+pub struct ImdsRun {
+    pub started_at: Option<DateTime<Utc>>,
+    pub duration: Duration,
+    /// Every request made, in order.
+    pub phases: Vec<PhaseResult>,
+    /// The credential chain's outcome: `Ok` with role and document, or the first failure.
+    pub outcome: Option<Result<(String, CredentialsDoc), Reason>>,
+    pub rotation: Option<Rotation>,
+    pub profile: Option<InstanceProfile>,
+    pub identity: Option<Identity>,
+    /// `Some(true)` if a token-less GET was answered, `Some(false)` if refused, `None` if unknown.
+    pub v1_enabled: Option<bool>,
+}
+
+impl ImdsRun {
+    pub fn success(&self) -> bool {
+        matches!(self.outcome, Some(Ok(_)))
+    }
+
+    pub fn failure_reason(&self) -> Option<Reason> {
+        match self.outcome {
+            Some(Err(r)) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// Errors that stop start-up: a bad endpoint or client configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--imds.endpoint {0:?} must be an http:// URL such as http://169.254.169.254")]
+    Endpoint(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// The IMDS prober: an HTTP client plus the state that spans runs.
+pub struct ImdsProber {
+    config: ImdsConfig,
+    http: reqwest::Client,
+    hasher: KeyIdHasher,
+    rotation: RotationTracker,
+    metadata_fetched_at: Option<Instant>,
+    role: Option<String>,
+}
+
+impl ImdsProber {
+    pub fn new(mut config: ImdsConfig) -> Result<Self, ConfigError> {
+        let endpoint = config.endpoint.trim_end_matches('/').to_string();
+        let url = reqwest::Url::parse(&endpoint)
+            .map_err(|_| ConfigError::Endpoint(config.endpoint.clone()))?;
+        if url.scheme() != "http" || url.host().is_none() || url.path() != "/" {
+            return Err(ConfigError::Endpoint(config.endpoint.clone()));
+        }
+        config.endpoint = endpoint;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .connect_timeout(config.timeout)
+            .timeout(config.timeout)
+            .user_agent(concat!("imds_exporter/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConfigError::Client(e.to_string()))?;
+        Ok(Self {
+            config,
+            http,
+            hasher: KeyIdHasher::default(),
+            rotation: RotationTracker::default(),
+            metadata_fetched_at: None,
+            role: None,
+        })
+    }
+
+    pub fn config(&self) -> &ImdsConfig {
+        &self.config
+    }
+
+    /// One probe run. Never fails as a whole: every failure is in the report.
+    pub async fn run(&mut self) -> ImdsRun {
+        let start = Instant::now();
+        let mut run = ImdsRun {
+            started_at: Some(Utc::now()),
+            ..ImdsRun::default()
+        };
+        let token = self.fetch_token(&mut run).await;
+        run.outcome = Some(match &token {
+            Ok(token) => self.credential_chain(token, &mut run).await,
+            Err(reason) => Err(*reason),
+        });
+        if let Ok(token) = &token {
+            self.refresh_metadata(token, &mut run).await;
+        }
+        run.v1_enabled = self.check_v1(&mut run).await;
+        run.duration = start.elapsed();
+        run
+    }
+
+    async fn fetch_token(&self, run: &mut ImdsRun) -> Result<SessionToken, Reason> {
+        let ttl = self.config.token_ttl_seconds.to_string();
+        let answer = self
+            .timed(
+                run,
+                Phase::Token,
+                Method::PUT,
+                TOKEN_PATH,
+                &[(TOKEN_TTL_HEADER, &ttl)],
+            )
+            .await?;
+        // Lenient like botocore: a response without the TTL header is accepted.
+        let token = String::from_utf8(answer.body.to_vec())
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()));
+        match token {
+            Some(t) => Ok(SessionToken(Zeroizing::new(t))),
+            None => Err(record_error(
+                run,
+                Phase::Token,
+                RequestError::Invalid("token is empty or not printable ASCII".into()),
+            )),
+        }
+    }
+
+    async fn credential_chain(
+        &mut self,
+        token: &SessionToken,
+        run: &mut ImdsRun,
+    ) -> Result<(String, CredentialsDoc), Reason> {
+        let t = token.0.as_str();
+        let answer = self
+            .timed(
+                run,
+                Phase::Role,
+                Method::GET,
+                ROLE_LIST_PATH,
+                &[(TOKEN_HEADER, t)],
+            )
+            .await?;
+        let role = credentials::parse_role_list(&answer.body)
+            .map_err(|e| record_error(run, Phase::Role, e.into()))?;
+        let path = format!("{ROLE_LIST_PATH}{role}");
+        let answer = self
+            .timed(
+                run,
+                Phase::Credentials,
+                Method::GET,
+                &path,
+                &[(TOKEN_HEADER, t)],
+            )
+            .await?;
+        let doc = credentials::parse_credentials(&answer.body, &self.hasher)
+            .map_err(|e| record_error(run, Phase::Credentials, e.into()))?;
+        drop(answer); // wipes the raw document, secrets included
+        run.rotation = self.rotation.observe(&doc, Utc::now());
+        if self.role.as_deref() != Some(role.as_str()) {
+            // A new role: the instance profile may have changed too.
+            self.metadata_fetched_at = None;
+            self.role = Some(role.clone());
+        }
+        Ok((role, doc))
+    }
+
+    /// `iam/info` and the identity document: at start, hourly, and again after a failure.
+    async fn refresh_metadata(&mut self, token: &SessionToken, run: &mut ImdsRun) {
+        if self
+            .metadata_fetched_at
+            .is_some_and(|at| at.elapsed() < METADATA_REFRESH)
+        {
+            return;
+        }
+        let t = token.0.as_str();
+        let mut ok = true;
+        // No role attached means no iam/info either (404); that is the credentials' alarm.
+        if self.role.is_some() {
+            if let Ok(answer) = self
+                .timed(
+                    run,
+                    Phase::Info,
+                    Method::GET,
+                    INFO_PATH,
+                    &[(TOKEN_HEADER, t)],
+                )
+                .await
+            {
+                match credentials::parse_info(&answer.body) {
+                    Ok(p) => run.profile = Some(p),
+                    Err(e) => {
+                        record_error(run, Phase::Info, e.into());
+                        ok = false;
+                    }
+                }
+            } else {
+                ok = false;
+            }
+        }
+        match self
+            .timed(
+                run,
+                Phase::Identity,
+                Method::GET,
+                IDENTITY_PATH,
+                &[(TOKEN_HEADER, t)],
+            )
+            .await
+        {
+            Ok(answer) => match credentials::parse_identity(&answer.body) {
+                Ok(id) => run.identity = Some(id),
+                Err(e) => {
+                    record_error(run, Phase::Identity, e.into());
+                    ok = false;
+                }
+            },
+            Err(_) => ok = false,
+        }
+        if ok {
+            self.metadata_fetched_at = Some(Instant::now());
+        }
+    }
+
+    /// Does IMDSv1 answer a token-less GET? 401 (tokens required) and 403 (IMDS disabled) mean
+    /// no; any other answer, 404 included, means yes. Transport failures leave it unknown.
+    async fn check_v1(&self, run: &mut ImdsRun) -> Option<bool> {
+        let start = Instant::now();
+        let result = self.request(Method::GET, ROLE_LIST_PATH, &[]).await;
+        let duration = start.elapsed();
+        let (verdict, error) = match result {
+            Ok(a) if a.status == 401 || a.status == 403 => (Some(false), None),
+            Ok(a) if a.status == 200 || a.status == 404 => (Some(true), None),
+            Ok(a) => (None, Some(RequestError::Status(a.status))),
+            Err(e) => (None, Some(e)),
+        };
+        run.phases.push(PhaseResult {
+            phase: Phase::ImdsV1,
+            duration,
+            error,
+        });
+        verdict
+    }
+
+    /// Makes one request, records its phase result, and returns the answer only on HTTP 200.
+    async fn timed(
+        &self,
+        run: &mut ImdsRun,
+        phase: Phase,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, Reason> {
+        let start = Instant::now();
+        let result = match self.request(method, path, headers).await {
+            Ok(a) if a.status == 200 => Ok(a),
+            Ok(a) => Err(RequestError::Status(a.status)),
+            Err(e) => Err(e),
+        };
+        let duration = start.elapsed();
+        match result {
+            Ok(answer) => {
+                run.phases.push(PhaseResult {
+                    phase,
+                    duration,
+                    error: None,
+                });
+                Ok(answer)
+            }
+            Err(e) => {
+                let reason = e.reason();
+                run.phases.push(PhaseResult {
+                    phase,
+                    duration,
+                    error: Some(e),
+                });
+                Err(reason)
+            }
+        }
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, RequestError> {
+        let deadline = self.config.timeout;
+        // reqwest's own timeout covers connect to end of body; the outer one is a backstop.
+        match tokio::time::timeout(deadline, self.exchange(method, path, headers)).await {
+            Ok(result) => result,
+            Err(_) => Err(RequestError::Timeout(deadline)),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, RequestError> {
+        let url = format!("{}{}", self.config.endpoint, path);
+        let mut req = self.http.request(method, url);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let mut resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let status = resp.status().as_u16();
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+        {
+            return Err(RequestError::BodyTooLarge);
+        }
+        let mut body = Zeroizing::new(Vec::new());
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(e))? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(RequestError::BodyTooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Answer { status, body })
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> RequestError {
+        if e.is_timeout() {
+            return RequestError::Timeout(self.config.timeout);
+        }
+        // The innermost cause says what happened ("connection refused", "connection reset");
+        // reqwest errors never carry bodies, and our URLs carry no secrets.
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        RequestError::Connect(cause.to_string())
+    }
+}
+
+/// Records a failure found after the request itself succeeded (a bad body) on the phase's
+/// result, replacing its `None`, and returns the reason.
+fn record_error(run: &mut ImdsRun, phase: Phase, error: RequestError) -> Reason {
+    let reason = error.reason();
+    if let Some(last) = run.phases.iter_mut().rev().find(|p| p.phase == phase) {
+        last.error = Some(error);
+    }
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(endpoint: &str) -> ImdsConfig {
+        ImdsConfig {
+            endpoint: endpoint.to_string(),
+            timeout: Duration::from_secs(1),
+            token_ttl_seconds: 21600,
+        }
+    }
+
+    #[test]
+    fn endpoints_must_be_plain_http_base_urls() {
+        for ok in [
+            "http://169.254.169.254",
+            "http://[fd00:ec2::254]",
+            "http://127.0.0.1:8080/",
+        ] {
+            assert!(ImdsProber::new(config(ok)).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://169.254.169.254",
+            "169.254.169.254",
+            "http://x/latest",
+            "ftp://x",
+            "",
+        ] {
+            let err = ImdsProber::new(config(bad)).err().expect(bad);
+            assert!(err.to_string().contains("--imds.endpoint"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_session_token_is_redacted_in_debug() {
+        let t = SessionToken(Zeroizing::new("AQAEAsecret".to_string()));
+        assert_eq!(format!("{t:?}"), "SessionToken(<redacted>)");
+    }
+
+    #[test]
+    fn request_errors_map_to_reasons() {
+        let cases = [
+            (RequestError::Timeout(Duration::from_secs(1)), "timeout"),
+            (
+                RequestError::Connect("connection refused".into()),
+                "connect",
+            ),
+            (RequestError::Status(429), "throttled"),
+            (RequestError::Status(302), "http_other"),
+            (RequestError::BodyTooLarge, "invalid_response"),
+            (
+                RequestError::Parse(credentials::ParseError::CodeNotSuccess { code: "X".into() }),
+                "code_not_success",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.reason().as_str(), want, "{e}");
+        }
+    }
+}

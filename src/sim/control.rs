@@ -1,0 +1,77 @@
+//! The control API under `/_sim/`: switch scenarios, play scripts, set the NTP clock offset,
+//! and read the simulator's state. JSON in and out; errors are 400 with a message that says
+//! what is accepted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::SimState;
+use super::scenario::Scenario;
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+}
+
+fn current(state: &SimState) -> serde_json::Value {
+    let s = state.scenario();
+    json!({ "scenario": s.name(), "params": s.params() })
+}
+
+/// `GET /_sim/scenario`
+pub async fn get_scenario(State(state): State<Arc<SimState>>) -> Response {
+    Json(current(&state)).into_response()
+}
+
+/// `POST /_sim/scenario/<name>?param=value`
+pub async fn set_scenario(
+    State(state): State<Arc<SimState>>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    match Scenario::parse(&name, &params, &state.options) {
+        Ok(s) => {
+            state.set_scenario(s);
+            Json(current(&state)).into_response()
+        }
+        Err(e) => bad_request(e),
+    }
+}
+
+/// `GET /_sim/state`
+pub async fn state(State(state): State<Arc<SimState>>) -> Response {
+    Json(state.state_json()).into_response()
+}
+
+/// `POST /_sim/script` with a YAML or JSON list of steps; replaces any script playing.
+pub async fn script(State(state): State<Arc<SimState>>, body: String) -> Response {
+    match super::script::parse(&body, &state.options) {
+        Ok(steps) => {
+            let n = steps.len();
+            super::script::play(state.clone(), steps);
+            Json(json!({ "steps": n })).into_response()
+        }
+        Err(e) => bad_request(e),
+    }
+}
+
+/// `POST /_sim/clock-offset/<seconds>`
+pub async fn clock_offset(
+    State(state): State<Arc<SimState>>,
+    Path(seconds): Path<String>,
+) -> Response {
+    match seconds.parse::<f64>() {
+        Ok(s) if s.is_finite() && s.abs() < 1e9 => {
+            state.set_clock_offset(s);
+            Json(json!({ "clock_offset_seconds": s })).into_response()
+        }
+        _ => bad_request(format!(
+            "clock offset {seconds:?} is not a number of seconds (e.g. 2.5 or -0.25)"
+        )),
+    }
+}

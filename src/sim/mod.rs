@@ -1,0 +1,240 @@
+//! `imds_exporter simulate`: a fake IMDS (and SNTP server) that can be told to fail.
+//!
+//! Layout:
+//! - `scenario`: the catalogue of failure modes and their parameters;
+//! - `credentials`: the rotation schedule and the documents it serves;
+//! - `imds`: the IMDS paths, token handling and what each scenario does to a request;
+//! - `control`: the control API under `/_sim/` on the same listener;
+//! - `script`: timelines of scenario switches;
+//! - `ntp`: the SNTP answerer with a settable clock offset;
+//! - `server`: the accept loop, which can reset a connection (the `refused` scenario).
+
+pub mod control;
+pub mod credentials;
+pub mod imds;
+pub mod ntp;
+pub mod scenario;
+pub mod script;
+pub mod server;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use crate::cli::SimOptions;
+use credentials::CredentialSchedule;
+use scenario::Scenario;
+
+/// Everything the simulator's handlers share.
+pub struct SimState {
+    pub options: SimOptions,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    scenario: Scenario,
+    switched_at: Instant,
+    credentials: CredentialSchedule,
+    tokens: HashMap<String, Instant>,
+    /// Requests by path group and status ("none" for requests never answered).
+    counts: BTreeMap<String, BTreeMap<String, u64>>,
+    clock_offset: f64,
+    script: Option<tokio::task::JoinHandle<()>>,
+    server_error_toggle: bool,
+}
+
+impl SimState {
+    pub fn new(options: SimOptions) -> Result<Arc<Self>, String> {
+        options.validate()?;
+        let scenario = Scenario::parse(&options.scenario, &HashMap::new(), &options)?;
+        let mut credentials = CredentialSchedule::new(options.rotate_every, options.lifetime);
+        credentials.switch(&scenario, Utc::now());
+        Ok(Arc::new(Self {
+            inner: Mutex::new(Inner {
+                scenario,
+                switched_at: Instant::now(),
+                credentials,
+                tokens: HashMap::new(),
+                counts: BTreeMap::new(),
+                clock_offset: options.clock_offset,
+                script: None,
+                server_error_toggle: false,
+            }),
+            options,
+        }))
+    }
+
+    pub fn scenario(&self) -> Scenario {
+        self.inner.lock().unwrap().scenario.clone()
+    }
+
+    pub fn set_scenario(&self, scenario: Scenario) {
+        let mut inner = self.inner.lock().unwrap();
+        tracing::info!(scenario = scenario.name(), params = %scenario.params(), "scenario switched");
+        inner.credentials.switch(&scenario, Utc::now());
+        inner.scenario = scenario;
+        inner.switched_at = Instant::now();
+    }
+
+    pub fn clock_offset(&self) -> f64 {
+        self.inner.lock().unwrap().clock_offset
+    }
+
+    pub fn set_clock_offset(&self, seconds: f64) {
+        tracing::info!(seconds, "NTP clock offset set");
+        self.inner.lock().unwrap().clock_offset = seconds;
+    }
+
+    fn count(&self, group: &str, status: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        *inner
+            .counts
+            .entry(group.to_string())
+            .or_default()
+            .entry(status.to_string())
+            .or_default() += 1;
+    }
+
+    fn next_server_error(&self) -> u16 {
+        let mut inner = self.inner.lock().unwrap();
+        inner.server_error_toggle = !inner.server_error_toggle;
+        if inner.server_error_toggle { 500 } else { 503 }
+    }
+
+    /// Issues a token valid for `ttl`.
+    fn issue_token(&self, ttl: Duration) -> String {
+        let token: String = std::iter::repeat_with(fastrand::alphanumeric)
+            .take(56)
+            .collect();
+        let mut inner = self.inner.lock().unwrap();
+        let now = Instant::now();
+        if inner.tokens.len() > 10_000 {
+            inner.tokens.retain(|_, exp| *exp > now);
+        }
+        inner.tokens.insert(token.clone(), now + ttl);
+        token
+    }
+
+    fn token_valid(&self, token: &str) -> bool {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .tokens
+            .get(token)
+            .is_some_and(|exp| *exp > Instant::now())
+    }
+
+    fn replace_script(&self, handle: tokio::task::JoinHandle<()>) {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(old) = inner.script.replace(handle) {
+            old.abort();
+        }
+    }
+
+    /// `GET /_sim/state`.
+    pub fn state_json(&self) -> serde_json::Value {
+        let mut inner = self.inner.lock().unwrap();
+        let now = Utc::now();
+        let scenario = inner.scenario.clone();
+        let creds = inner.credentials.current(&scenario, now);
+        serde_json::json!({
+            "scenario": scenario.name(),
+            "params": scenario.params(),
+            "since_seconds": inner.switched_at.elapsed().as_secs_f64(),
+            "clock_offset_seconds": inner.clock_offset,
+            "script_running": inner.script.as_ref().is_some_and(|h| !h.is_finished()),
+            "credentials": {
+                "generation": creds.generation,
+                "access_key_id": creds.access_key_id(),
+                "issued": creds.issued.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "expiration": creds.expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            },
+            "requests": inner.counts,
+        })
+    }
+}
+
+/// A running simulator.
+pub struct RunningSim {
+    pub addr: SocketAddr,
+    pub ntp_addr: Option<SocketAddr>,
+    pub state: Arc<SimState>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningSim {
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Binds the listeners and starts serving; returns once they are bound.
+pub async fn start(listen: SocketAddr, options: SimOptions) -> Result<RunningSim, String> {
+    let state = SimState::new(options)?;
+    let (shutdown, rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("--listen {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut tasks = vec![tokio::spawn(server::serve(
+        listener,
+        state.clone(),
+        rx.clone(),
+    ))];
+    let mut ntp_addr = None;
+    if let Some(ntp_listen) = state.options.ntp_listen {
+        let socket = tokio::net::UdpSocket::bind(ntp_listen)
+            .await
+            .map_err(|e| format!("--ntp-listen {ntp_listen}: {e}"))?;
+        ntp_addr = Some(socket.local_addr().map_err(|e| e.to_string())?);
+        tasks.push(tokio::spawn(ntp::serve(socket, state.clone(), rx.clone())));
+    }
+    if let Some(path) = &state.options.script {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--script {}: {e}", path.display()))?;
+        let steps = script::parse(&text, &state.options)
+            .map_err(|e| format!("--script {}: {e}", path.display()))?;
+        script::play(state.clone(), steps);
+    }
+    Ok(RunningSim {
+        addr,
+        ntp_addr,
+        state,
+        shutdown,
+        tasks,
+    })
+}
+
+/// `imds_exporter simulate`: runs until SIGINT/SIGTERM.
+pub async fn run(args: crate::cli::SimulateArgs) -> crate::CliResult {
+    crate::logging::init(args.log.level, args.log.format);
+    let sim = start(args.listen, args.sim).await?;
+    tracing::info!(address = %sim.addr, "IMDS simulator listening");
+    if let Some(ntp) = sim.ntp_addr {
+        tracing::info!(address = %ntp, "SNTP answerer listening");
+    }
+    println!("IMDS simulator on {}", sim.endpoint());
+    if let Some(ntp) = sim.ntp_addr {
+        println!("SNTP answerer on {ntp} (udp)");
+    }
+    println!(
+        "Switch scenarios with: curl -X POST {}/_sim/scenario/<name>   (state: curl {}/_sim/state)",
+        sim.endpoint(),
+        sim.endpoint()
+    );
+    crate::shutdown_signal().await;
+    tracing::info!("shutting down");
+    sim.shutdown().await;
+    Ok(())
+}

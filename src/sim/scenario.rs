@@ -1,0 +1,317 @@
+//! The simulator's catalogue of failure modes, and how a switch's parameters are read.
+//!
+//! Owns the names (a contract: scripts, docs and the e2e test use them) and their parameters.
+//! What each scenario does to a request is in [`super::imds`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::cli::{SimOptions, parse_duration};
+
+/// Every scenario name, in the order the docs list them.
+pub const NAMES: [&str; 20] = [
+    "healthy",
+    "outage",
+    "refused",
+    "throttle",
+    "throttle-partial",
+    "slow",
+    "jitter",
+    "server-error",
+    "hop-limit",
+    "hop-limit-v2-only",
+    "imdsv2-only",
+    "no-role",
+    "code-error",
+    "expired",
+    "expiring",
+    "stale",
+    "rotate-late",
+    "malformed",
+    "truncated",
+    "huge",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scenario {
+    /// Credentials rotate every `--rotate-every` and live `--lifetime`.
+    Healthy,
+    /// Requests are accepted and never answered: clients time out.
+    Outage,
+    /// Requests are reset as soon as they arrive.
+    Refused,
+    /// Every request gets HTTP 429.
+    Throttle,
+    /// A fraction `ratio` of requests gets HTTP 429.
+    ThrottlePartial { ratio: f64 },
+    /// Every answer is delayed by `delay`.
+    Slow { delay: Duration },
+    /// Answers are delayed by a log-normal amount with the given median and 99th percentile.
+    Jitter { p50: Duration, p99: Duration },
+    /// HTTP 500 and 503, alternately.
+    ServerError,
+    /// A pod behind hop limit 1 with IMDSv1 allowed: the token PUT gets no answer, token-less
+    /// GETs work.
+    HopLimit,
+    /// The same with `HttpTokens=required`: token-less GETs get 401 as well.
+    HopLimitV2Only,
+    /// Tokens work; token-less GETs get 401.
+    ImdsV2Only,
+    /// No instance profile: 404 on the role list.
+    NoRole,
+    /// HTTP 200 with `"Code": "AssumeRoleUnauthorizedAccess"`.
+    CodeError,
+    /// Credentials whose Expiration is in the past.
+    Expired,
+    /// Expiration `in_` after the switch, and no rotation.
+    Expiring { in_: Duration },
+    /// Rotation stops: the same credentials until they expire.
+    Stale,
+    /// New credentials appear only `lead` before the old ones expire.
+    RotateLate { lead: Duration },
+    /// The credentials body is not JSON.
+    Malformed,
+    /// The credentials body is cut in the middle.
+    Truncated,
+    /// A multi-megabyte credentials body.
+    Huge,
+}
+
+impl Scenario {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Healthy => "healthy",
+            Scenario::Outage => "outage",
+            Scenario::Refused => "refused",
+            Scenario::Throttle => "throttle",
+            Scenario::ThrottlePartial { .. } => "throttle-partial",
+            Scenario::Slow { .. } => "slow",
+            Scenario::Jitter { .. } => "jitter",
+            Scenario::ServerError => "server-error",
+            Scenario::HopLimit => "hop-limit",
+            Scenario::HopLimitV2Only => "hop-limit-v2-only",
+            Scenario::ImdsV2Only => "imdsv2-only",
+            Scenario::NoRole => "no-role",
+            Scenario::CodeError => "code-error",
+            Scenario::Expired => "expired",
+            Scenario::Expiring { .. } => "expiring",
+            Scenario::Stale => "stale",
+            Scenario::RotateLate { .. } => "rotate-late",
+            Scenario::Malformed => "malformed",
+            Scenario::Truncated => "truncated",
+            Scenario::Huge => "huge",
+        }
+    }
+
+    /// The parameters in force, for `GET /_sim/scenario` and the state document.
+    pub fn params(&self) -> serde_json::Value {
+        let d = |d: &Duration| humantime::format_duration(*d).to_string();
+        match self {
+            Scenario::ThrottlePartial { ratio } => serde_json::json!({ "ratio": ratio }),
+            Scenario::Slow { delay } => serde_json::json!({ "delay": d(delay) }),
+            Scenario::Jitter { p50, p99 } => serde_json::json!({ "p50": d(p50), "p99": d(p99) }),
+            Scenario::Expiring { in_ } => serde_json::json!({ "in": d(in_) }),
+            Scenario::RotateLate { lead } => serde_json::json!({ "lead": d(lead) }),
+            _ => serde_json::json!({}),
+        }
+    }
+
+    /// Parses `name` with its query parameters. Unknown names and parameters are errors that
+    /// list what is accepted.
+    pub fn parse(
+        name: &str,
+        params: &HashMap<String, String>,
+        options: &SimOptions,
+    ) -> Result<Scenario, String> {
+        // A script step may carry its parameters inline: "slow?delay=500ms".
+        if let Some((base, query)) = name.split_once('?') {
+            let mut all = params.clone();
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                all.insert(k.to_string(), v.to_string());
+            }
+            return Scenario::parse(base, &all, options);
+        }
+        let allowed: &[&str] = match name {
+            "throttle-partial" => &["ratio"],
+            "slow" => &["delay"],
+            "jitter" => &["p50", "p99"],
+            "expiring" => &["in"],
+            "rotate-late" => &["lead"],
+            _ => &[],
+        };
+        if let Some(unknown) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(if allowed.is_empty() {
+                format!("scenario {name:?} takes no parameters, got {unknown:?}")
+            } else {
+                format!("scenario {name:?} takes {allowed:?}, got {unknown:?}")
+            });
+        }
+        let duration = |key: &str, default: Duration| -> Result<Duration, String> {
+            match params.get(key) {
+                Some(v) => parse_duration(v).map_err(|e| format!("{key}={v:?}: {e}")),
+                None => Ok(default),
+            }
+        };
+        Ok(match name {
+            "healthy" => Scenario::Healthy,
+            "outage" => Scenario::Outage,
+            "refused" => Scenario::Refused,
+            "throttle" => Scenario::Throttle,
+            "throttle-partial" => {
+                let ratio = match params.get("ratio") {
+                    Some(v) => v
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|r| (0.0..=1.0).contains(r))
+                        .ok_or_else(|| format!("ratio={v:?}: expected a number from 0 to 1"))?,
+                    None => 0.3,
+                };
+                Scenario::ThrottlePartial { ratio }
+            }
+            "slow" => Scenario::Slow {
+                delay: duration("delay", options.slow_delay)?,
+            },
+            "jitter" => {
+                let p50 = duration("p50", Duration::from_millis(200))?;
+                let p99 = duration("p99", Duration::from_millis(1500))?;
+                if p99 < p50 || p50.is_zero() {
+                    return Err("jitter needs 0 < p50 <= p99".into());
+                }
+                Scenario::Jitter { p50, p99 }
+            }
+            "server-error" => Scenario::ServerError,
+            "hop-limit" => Scenario::HopLimit,
+            "hop-limit-v2-only" => Scenario::HopLimitV2Only,
+            "imdsv2-only" => Scenario::ImdsV2Only,
+            "no-role" => Scenario::NoRole,
+            "code-error" => Scenario::CodeError,
+            "expired" => Scenario::Expired,
+            "expiring" => Scenario::Expiring {
+                in_: duration("in", Duration::from_secs(4 * 60))?,
+            },
+            "stale" => Scenario::Stale,
+            "rotate-late" => Scenario::RotateLate {
+                lead: duration("lead", Duration::from_secs(2 * 60))?,
+            },
+            "malformed" => Scenario::Malformed,
+            "truncated" => Scenario::Truncated,
+            "huge" => Scenario::Huge,
+            other => {
+                return Err(format!(
+                    "unknown scenario {other:?}; known: {}",
+                    NAMES.join(", ")
+                ));
+            }
+        })
+    }
+
+    /// A delay drawn for one request, for the scenarios that delay answers.
+    pub fn delay(&self) -> Option<Duration> {
+        match self {
+            Scenario::Slow { delay } => Some(*delay),
+            Scenario::Jitter { p50, p99 } => {
+                // Log-normal: median p50, and p99 at 2.326 standard deviations.
+                let sigma = (p99.as_secs_f64() / p50.as_secs_f64()).ln() / 2.326;
+                let z = standard_normal();
+                Some(Duration::from_secs_f64(
+                    (p50.as_secs_f64() * (sigma * z).exp()).min(60.0),
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Box-Muller with fastrand.
+fn standard_normal() -> f64 {
+    let u1 = fastrand::f64().max(f64::MIN_POSITIVE);
+    let u2 = fastrand::f64();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn options() -> SimOptions {
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            o: SimOptions,
+        }
+        Wrap::parse_from(["x"]).o
+    }
+
+    fn parse(name: &str, params: &[(&str, &str)]) -> Result<Scenario, String> {
+        let params = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Scenario::parse(name, &params, &options())
+    }
+
+    #[test]
+    fn every_listed_name_parses_and_round_trips() {
+        for name in NAMES {
+            assert_eq!(parse(name, &[]).unwrap().name(), name);
+        }
+    }
+
+    #[test]
+    fn parameters_are_read_and_checked() {
+        assert_eq!(
+            parse("throttle-partial", &[("ratio", "0.5")]).unwrap(),
+            Scenario::ThrottlePartial { ratio: 0.5 }
+        );
+        assert_eq!(
+            parse("slow", &[("delay", "50ms")]).unwrap(),
+            Scenario::Slow {
+                delay: Duration::from_millis(50)
+            }
+        );
+        assert_eq!(
+            parse("slow", &[]).unwrap(),
+            Scenario::Slow {
+                delay: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(
+            parse("rotate-late?lead=1s", &[]).unwrap(),
+            Scenario::RotateLate {
+                lead: Duration::from_secs(1)
+            }
+        );
+        assert!(parse("throttle-partial", &[("ratio", "2")]).is_err());
+        assert!(
+            parse("slow", &[("delay", "soon")])
+                .unwrap_err()
+                .contains("delay")
+        );
+        assert!(
+            parse("outage", &[("delay", "1s")])
+                .unwrap_err()
+                .contains("no parameters")
+        );
+        assert!(parse("jitter", &[("p50", "2s"), ("p99", "1s")]).is_err());
+        let err = parse("meltdown", &[]).unwrap_err();
+        assert!(
+            err.contains("unknown scenario") && err.contains("hop-limit"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn jitter_delays_have_the_requested_median() {
+        let s = parse("jitter", &[("p50", "100ms"), ("p99", "400ms")]).unwrap();
+        let mut v: Vec<f64> = (0..4000)
+            .map(|_| s.delay().unwrap().as_secs_f64())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        let p50 = v[2000];
+        let p99 = v[3960];
+        assert!((0.08..0.12).contains(&p50), "p50 {p50}");
+        assert!((0.28..0.56).contains(&p99), "p99 {p99}");
+    }
+}

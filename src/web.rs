@@ -1,0 +1,103 @@
+//! The HTTP side of the exporter: `/metrics`, a landing page, `/-/healthy` and `/-/ready`.
+//!
+//! A scrape only encodes what the background probes already recorded, so a hung IMDS can never
+//! stall `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct WebState {
+    pub metrics: Arc<Metrics>,
+    pub ready: Arc<AtomicBool>,
+    pub landing: Arc<String>,
+}
+
+pub fn router(state: WebState, telemetry_path: &str) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route(telemetry_path, get(metrics))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<WebState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn healthy() -> &'static str {
+    "Healthy.\n"
+}
+
+async fn ready(State(s): State<WebState>) -> Response {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "Ready.\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready: the first probe run has not finished.\n",
+        )
+            .into_response()
+    }
+}
+
+async fn landing(State(s): State<WebState>) -> Html<String> {
+    Html(s.landing.as_str().to_owned())
+}
+
+/// Escapes text for HTML.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The landing page: links, and the configuration in force.
+pub fn landing_page(telemetry_path: &str, config: &[(&str, String)]) -> String {
+    let rows: String = config
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<tr><td><code>{}</code></td><td><code>{}</code></td></tr>\n",
+                escape(k),
+                escape(v)
+            )
+        })
+        .collect();
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>imds_exporter</title>
+<style>body{{font-family:sans-serif;max-width:50em;margin:2em auto}}td{{padding:.2em 1em .2em 0}}</style>
+</head><body>
+<h1>imds_exporter</h1>
+<p>Probes the EC2 Instance Metadata Service the way an AWS SDK does, in the background, and tells you when instance credentials are in trouble.</p>
+<ul>
+<li><a href="{path}">{path}</a>: metrics</li>
+<li><a href="/-/healthy">/-/healthy</a>: liveness</li>
+<li><a href="/-/ready">/-/ready</a>: readiness (after the first probe run)</li>
+</ul>
+<h2>Configuration</h2>
+<table>
+{rows}</table>
+<p>Version {version}, revision {revision}.</p>
+</body></html>
+"#,
+        path = escape(telemetry_path),
+        version = crate::metrics::BUILD_INFO.version,
+        revision = crate::metrics::BUILD_INFO.revision,
+    )
+}
