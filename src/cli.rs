@@ -49,7 +49,166 @@ pub struct ExporterArgs {
     #[command(flatten)]
     pub imds: ImdsArgs,
     #[command(flatten)]
+    pub ntp: NtpArgs,
+    #[command(flatten)]
+    pub collectors: CollectorArgs,
+    #[command(flatten)]
     pub log: LogArgs,
+}
+
+impl ExporterArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        self.imds.validate()?;
+        if self.collectors.ntp() {
+            self.ntp.validate()?;
+        }
+        self.collectors.ethtool_filter()?;
+        Ok(())
+    }
+
+    /// The exporter's configuration, once [`Self::validate`] has passed.
+    pub fn config(&self) -> Result<crate::exporter::ExporterConfig, String> {
+        self.validate()?;
+        Ok(crate::exporter::ExporterConfig {
+            listen: self.web.listen_address,
+            telemetry_path: self.web.telemetry_path.clone(),
+            imds: self.imds.probe_config(),
+            imds_interval: self.imds.interval,
+            ntp: self.collectors.ntp().then(|| self.ntp.probe_config()),
+            clock: self.collectors.clock(),
+            ethtool: self.collectors.ethtool_filter()?,
+        })
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct NtpArgs {
+    /// NTP server to query, host:port (repeatable) [default: 169.254.169.123:123, the Amazon Time Sync Service].
+    #[arg(
+        long = "ntp.server",
+        env = "IMDS_EXPORTER_NTP_SERVER",
+        value_delimiter = ',',
+        value_name = "HOST:PORT"
+    )]
+    pub servers: Vec<String>,
+
+    /// Time between NTP queries (a little jitter is added).
+    #[arg(id = "ntp.interval", long = "ntp.interval", env = "IMDS_EXPORTER_NTP_INTERVAL", default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Deadline of each NTP query.
+    #[arg(id = "ntp.timeout", long = "ntp.timeout", env = "IMDS_EXPORTER_NTP_TIMEOUT", default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Allow public NTP pools and services as --ntp.server (a fleet of DaemonSets must not hammer them).
+    #[arg(long = "ntp.allow-public", env = "IMDS_EXPORTER_NTP_ALLOW_PUBLIC")]
+    pub allow_public: bool,
+}
+
+impl NtpArgs {
+    pub fn servers(&self) -> Vec<String> {
+        if self.servers.is_empty() {
+            vec![DEFAULT_NTP_SERVER.to_string()]
+        } else {
+            self.servers
+                .iter()
+                .map(|s| normalize_ntp_server(s))
+                .collect()
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval.is_zero() {
+            return Err("--ntp.interval must be greater than 0".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("--ntp.timeout must be greater than 0".into());
+        }
+        for s in self.servers() {
+            crate::probe::ntp::validate_server_name(&s, self.allow_public)
+                .map_err(|e| format!("--ntp.server: {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn probe_config(&self) -> crate::exporter::NtpConfig {
+        crate::exporter::NtpConfig {
+            servers: self.servers(),
+            interval: self.interval,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// Adds NTP's port 123 to a server given without one.
+pub fn normalize_ntp_server(s: &str) -> String {
+    let s = s.trim();
+    if s.parse::<SocketAddr>().is_ok() {
+        return s.to_string();
+    }
+    if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return format!("[{s}]:123");
+    }
+    if s.starts_with('[') && !s.contains("]:") {
+        return format!("{s}:123");
+    }
+    if s.contains(':') {
+        s.to_string()
+    } else {
+        format!("{s}:123")
+    }
+}
+
+/// Which node views run. Each takes `--collector.X=false` or `--no-collector.X`, as in
+/// node_exporter.
+#[derive(Debug, Args, Clone)]
+pub struct CollectorArgs {
+    /// Query NTP servers (imds_ntp_*).
+    #[arg(id = "collector.ntp", long = "collector.ntp", env = "IMDS_EXPORTER_COLLECTOR_NTP", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub ntp: bool,
+    #[arg(long = "no-collector.ntp", hide = true)]
+    pub no_ntp: bool,
+
+    /// Read the kernel's clock status with adjtimex(2) (imds_clock_*).
+    #[arg(id = "collector.clock", long = "collector.clock", env = "IMDS_EXPORTER_COLLECTOR_CLOCK", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub clock: bool,
+    #[arg(long = "no-collector.clock", hide = true)]
+    pub no_clock: bool,
+
+    /// Read ENA allowance counters with ethtool (imds_*_allowance_exceeded_total).
+    #[arg(id = "collector.ethtool", long = "collector.ethtool", env = "IMDS_EXPORTER_COLLECTOR_ETHTOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub ethtool: bool,
+    #[arg(long = "no-collector.ethtool", hide = true)]
+    pub no_ethtool: bool,
+
+    /// Regex of the interfaces whose ethtool statistics are read (anchored).
+    #[arg(
+        long = "collector.ethtool.interfaces",
+        env = "IMDS_EXPORTER_COLLECTOR_ETHTOOL_INTERFACES",
+        default_value = ".*",
+        value_name = "REGEX"
+    )]
+    pub ethtool_interfaces: String,
+}
+
+impl CollectorArgs {
+    pub fn ntp(&self) -> bool {
+        self.ntp && !self.no_ntp
+    }
+
+    pub fn clock(&self) -> bool {
+        self.clock && !self.no_clock
+    }
+
+    /// The anchored interface filter, or `None` when the ethtool view is off.
+    pub fn ethtool_filter(&self) -> Result<Option<regex_lite::Regex>, String> {
+        if !self.ethtool || self.no_ethtool {
+            return Ok(None);
+        }
+        regex_lite::Regex::new(&format!("^(?:{})$", self.ethtool_interfaces))
+            .map(Some)
+            .map_err(|e| format!("--collector.ethtool.interfaces: {e}"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -367,6 +526,41 @@ mod tests {
         assert_eq!(e.imds.timeout, Duration::from_secs(1));
         assert_eq!(e.imds.token_ttl, Duration::from_secs(21600));
         assert!(e.imds.validate().is_ok());
+        assert_eq!(e.ntp.servers(), ["169.254.169.123:123"]);
+        assert_eq!(e.ntp.interval, Duration::from_secs(60));
+        assert!(e.collectors.ntp() && e.collectors.clock());
+        assert!(e.collectors.ethtool_filter().unwrap().is_some());
+    }
+
+    #[test]
+    fn collectors_can_be_switched_off_both_ways() {
+        let cli = parse(&["--collector.ntp=false", "--no-collector.ethtool"]).unwrap();
+        assert!(!cli.exporter.collectors.ntp());
+        assert!(cli.exporter.collectors.ethtool_filter().unwrap().is_none());
+        assert!(cli.exporter.collectors.clock());
+    }
+
+    #[test]
+    fn ntp_servers_get_port_123_and_public_pools_are_refused() {
+        assert_eq!(normalize_ntp_server("127.0.0.1"), "127.0.0.1:123");
+        assert_eq!(normalize_ntp_server("fd00:ec2::123"), "[fd00:ec2::123]:123");
+        assert_eq!(normalize_ntp_server("[::1]:1123"), "[::1]:1123");
+        assert_eq!(normalize_ntp_server("time.internal"), "time.internal:123");
+        let cli = parse(&["--ntp.server", "0.pool.ntp.org"]).unwrap();
+        let err = cli.exporter.validate().unwrap_err();
+        assert!(
+            err.contains("--ntp.server") && err.contains("--ntp.allow-public"),
+            "{err}"
+        );
+        let cli = parse(&["--ntp.server", "0.pool.ntp.org", "--ntp.allow-public"]).unwrap();
+        assert!(cli.exporter.validate().is_ok());
+        let cli = parse(&["--collector.ethtool.interfaces", "eth(0"]).unwrap();
+        assert!(
+            cli.exporter
+                .validate()
+                .unwrap_err()
+                .contains("--collector.ethtool.interfaces")
+        );
     }
 
     #[test]

@@ -33,6 +33,13 @@ pub async fn run(args: DemoArgs) -> crate::CliResult {
             token_ttl_seconds: 21600,
         },
         imds_interval: args.interval,
+        ntp: sim.ntp_addr.map(|a| crate::exporter::NtpConfig {
+            servers: vec![a.to_string()],
+            interval: args.interval,
+            timeout: Duration::from_secs(1),
+        }),
+        clock: true,
+        ethtool: Some(regex_lite::Regex::new(".*").expect("valid regex")),
     })
     .await?;
     let metrics = format!("http://{}/metrics", exporter.addr);

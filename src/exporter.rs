@@ -24,7 +24,24 @@ pub struct ExporterConfig {
     pub telemetry_path: String,
     pub imds: ImdsConfig,
     pub imds_interval: Duration,
+    /// `None` when the NTP probe is off.
+    pub ntp: Option<NtpConfig>,
+    /// Read the kernel clock (adjtimex).
+    pub clock: bool,
+    /// Interfaces whose ethtool allowance counters are read; `None` when off.
+    pub ethtool: Option<regex_lite::Regex>,
 }
+
+#[derive(Debug, Clone)]
+pub struct NtpConfig {
+    /// `host:port` each; also the `server` label values.
+    pub servers: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// How often the node views (kernel clock, ethtool) are read when the NTP probe is off.
+const NODE_VIEW_INTERVAL: Duration = Duration::from_secs(30);
 
 impl ExporterConfig {
     fn describe(&self) -> Vec<(&'static str, String)> {
@@ -79,6 +96,21 @@ pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
         metrics.clone(),
         config.imds_interval,
         ready.clone(),
+        rx.clone(),
+    )));
+
+    let node = Arc::new(crate::collector::NodeViews::new(
+        config.clock,
+        config.ethtool.clone(),
+    ));
+    metrics.register(Box::new(ArcCollector(node.clone())));
+    if let Some(ntp) = &config.ntp {
+        metrics.set_interval(Probe::Ntp, ntp.interval);
+    }
+    tasks.push(tokio::spawn(clock_loop(
+        config.ntp.clone(),
+        node,
+        metrics.clone(),
         rx.clone(),
     )));
 
@@ -140,6 +172,80 @@ async fn imds_loop(
     }
 }
 
+/// Lets the registry own a shared collector.
+struct ArcCollector(Arc<crate::collector::NodeViews>);
+
+impl prometheus::core::Collector for ArcCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
+    }
+}
+
+/// The NTP probe and the node views, on the NTP interval.
+async fn clock_loop(
+    ntp: Option<NtpConfig>,
+    node: Arc<crate::collector::NodeViews>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let interval = ntp.as_ref().map_or(NODE_VIEW_INTERVAL, |n| n.interval);
+    let mut last_failure = None;
+    loop {
+        let started = tokio::time::Instant::now();
+        let node_view = node.clone();
+        // ethtool and adjtimex are quick system calls, but blocking ones.
+        let _ = tokio::task::spawn_blocking(move || node_view.refresh()).await;
+        if let Some(ntp) = &ntp {
+            tokio::select! {
+                _ = ntp_run(ntp, &metrics, &mut last_failure) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + jittered(interval)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Queries every server once; the run succeeds when all of them answered validly.
+async fn ntp_run(
+    config: &NtpConfig,
+    metrics: &Metrics,
+    last_failure: &mut Option<Option<crate::probe::Reason>>,
+) {
+    let start = std::time::Instant::now();
+    let mut first_failure = None;
+    for server in &config.servers {
+        match crate::probe::ntp::query(server, config.timeout).await {
+            Ok(sample) => {
+                tracing::debug!(server = %server, offset_seconds = sample.offset_seconds, rtt_seconds = sample.rtt_seconds, "NTP sample");
+                metrics.record_ntp_sample(server, &sample);
+            }
+            Err(e) => {
+                // A stale offset must not keep a skew alert firing (or quiet): drop the series.
+                metrics.forget_ntp_server(server);
+                let reason = e.reason();
+                if last_failure.as_ref() != Some(&Some(reason)) {
+                    tracing::warn!(server = %server, reason = reason.as_str(), error = %e, "NTP query failed");
+                } else {
+                    tracing::debug!(server = %server, reason = reason.as_str(), error = %e, "NTP query failed");
+                }
+                first_failure.get_or_insert(reason);
+            }
+        }
+    }
+    if first_failure.is_none() && matches!(last_failure, Some(Some(_))) {
+        tracing::info!("NTP queries succeeding again");
+    }
+    *last_failure = Some(first_failure);
+    metrics.record_run(Probe::Ntp, start.elapsed(), first_failure, Utc::now());
+}
+
 /// Logs a run once per change of state at warn/info, and every run at debug.
 fn log_imds_run(run: &ImdsRun, last_failure: &mut Option<Option<crate::probe::Reason>>) {
     for p in &run.phases {
@@ -192,13 +298,7 @@ fn log_imds_run(run: &ImdsRun, last_failure: &mut Option<Option<crate::probe::Re
 /// `imds_exporter` without a subcommand.
 pub async fn run(args: crate::cli::ExporterArgs) -> crate::CliResult {
     crate::logging::init(args.log.level, args.log.format);
-    args.imds.validate()?;
-    let config = ExporterConfig {
-        listen: args.web.listen_address,
-        telemetry_path: args.web.telemetry_path.clone(),
-        imds: args.imds.probe_config(),
-        imds_interval: args.imds.interval,
-    };
+    let config = args.config()?;
     let exporter = start(config).await?;
     crate::shutdown_signal().await;
     tracing::info!("shutting down");

@@ -9,11 +9,14 @@
 //! - `probe`: the label vocabularies (`probe`, `phase`, `reason`), and the probes:
 //!   `probe::imds` (the SDK-like credential probe), `probe::credentials` (parsing and rotation,
 //!   pure), `probe::ntp` (SNTP);
+//! - `collector`: node views served from a cache: kernel clock (adjtimex), ENA allowance
+//!   counters (ethtool);
 //! - `sim`: the fault-injecting IMDS and NTP simulator (`simulate`);
 //! - `demo`: simulator and exporter in one process;
 //! - `logging`: logfmt/JSON logs.
 
 pub mod cli;
+pub mod collector;
 pub mod demo;
 pub mod exporter;
 pub mod logging;

@@ -446,6 +446,20 @@ impl Metrics {
         }
     }
 
+    /// Removes a server's NTP series after a failed query.
+    pub fn forget_ntp_server(&self, server: &str) {
+        for g in [
+            &self.ntp_offset,
+            &self.ntp_rtt,
+            &self.ntp_stratum,
+            &self.ntp_leap,
+            &self.ntp_root_delay,
+            &self.ntp_root_dispersion,
+        ] {
+            let _ = g.remove_label_values(&[server]);
+        }
+    }
+
     /// Records one NTP server's sample.
     pub fn record_ntp_sample(&self, server: &str, sample: &crate::probe::ntp::NtpSample) {
         let l = &[server];

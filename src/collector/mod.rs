@@ -1,0 +1,276 @@
+//! Node-level views that are not requests to a service: the kernel's clock discipline
+//! (`adjtimex`) and the ENA driver's allowance counters (ethtool). Both are refreshed by the
+//! exporter's clock loop and served from a cache, so a scrape makes no system call.
+//!
+//! Layout: `clock` reads `adjtimex(2)`; `ethtool` reads `SIOCETHTOOL` statistics; this module
+//! caches their results and renders them as metric families.
+
+pub mod clock;
+pub mod ethtool;
+
+use std::sync::Mutex;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
+
+use crate::metrics::desc;
+
+/// The allowance counters and their `allowance` label values.
+const ALLOWANCES: [&str; 4] = ["bw_in", "bw_out", "pps", "conntrack"];
+
+/// What the node views last read.
+#[derive(Default)]
+struct NodeState {
+    /// `None` until the first read (or when the clock view is disabled).
+    clock: Option<Result<clock::KernelClock, ()>>,
+    /// ENA interfaces and their counters.
+    interfaces: Vec<(String, ethtool::AllowanceCounters)>,
+}
+
+/// Caches the node views and serves them as a Prometheus collector.
+pub struct NodeViews {
+    state: Mutex<NodeState>,
+    descs: Vec<Desc>,
+    clock_enabled: bool,
+    ethtool_filter: Option<regex_lite::Regex>,
+    logged_not_permitted: Mutex<bool>,
+}
+
+const HELP_SYNC: &str = "Whether the kernel reports the clock synchronised (adjtimex: not TIME_ERROR and no STA_UNSYNC). Refreshed by the background clock loop.";
+const HELP_MAXERR: &str = "Maximum error of the clock reported by the kernel (adjtimex maxerror), in seconds. Refreshed by the background clock loop.";
+const HELP_ESTERR: &str = "Estimated error of the clock reported by the kernel (adjtimex esterror), in seconds. Refreshed by the background clock loop.";
+const HELP_READABLE: &str = "Whether adjtimex(2) could be read (0 under a seccomp profile that needs CAP_SYS_TIME). Refreshed by the background clock loop.";
+const HELP_LINKLOCAL: &str = "Packets dropped because traffic to link-local services (IMDS, Amazon DNS, Amazon Time Sync) exceeded 1024 packets/s, from the ENA driver (ethtool linklocal_allowance_exceeded). Refreshed by the background clock loop.";
+const HELP_ALLOWANCE: &str = "Packets queued or dropped because an instance network allowance was exceeded, from the ENA driver (ethtool <allowance>_allowance_exceeded). Refreshed by the background clock loop.";
+
+impl NodeViews {
+    /// `ethtool_filter` is `None` when the ethtool view is disabled.
+    pub fn new(clock_enabled: bool, ethtool_filter: Option<regex_lite::Regex>) -> Self {
+        let descs = vec![
+            desc("imds_clock_synchronized", HELP_SYNC, &[]),
+            desc("imds_clock_max_error_seconds", HELP_MAXERR, &[]),
+            desc("imds_clock_estimated_error_seconds", HELP_ESTERR, &[]),
+            desc("imds_clock_kernel_readable", HELP_READABLE, &[]),
+            desc(
+                "imds_linklocal_allowance_exceeded_total",
+                HELP_LINKLOCAL,
+                &["interface"],
+            ),
+            desc(
+                "imds_network_allowance_exceeded_total",
+                HELP_ALLOWANCE,
+                &["interface", "allowance"],
+            ),
+        ];
+        Self {
+            state: Mutex::new(NodeState::default()),
+            descs,
+            clock_enabled,
+            ethtool_filter,
+            logged_not_permitted: Mutex::new(false),
+        }
+    }
+
+    /// Reads both views again.
+    pub fn refresh(&self) {
+        if self.clock_enabled {
+            let reading = match clock::read() {
+                Ok(c) => Ok(c),
+                Err(clock::ClockError::NotPermitted) => {
+                    let mut logged = self.logged_not_permitted.lock().unwrap();
+                    if !*logged {
+                        tracing::warn!(
+                            "adjtimex(2) is not permitted here (seccomp without CAP_SYS_TIME): exporting imds_clock_kernel_readable 0; add the SYS_TIME capability to read the kernel clock status"
+                        );
+                        *logged = true;
+                    }
+                    Err(())
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "adjtimex failed");
+                    Err(())
+                }
+            };
+            self.state.lock().unwrap().clock = Some(reading);
+        }
+        if let Some(filter) = &self.ethtool_filter {
+            let interfaces = read_allowances(filter);
+            self.state.lock().unwrap().interfaces = interfaces;
+        }
+    }
+}
+
+/// Interfaces matching `filter` whose driver exposes allowance counters; others are skipped
+/// silently (most interfaces are not ENA).
+fn read_allowances(filter: &regex_lite::Regex) -> Vec<(String, ethtool::AllowanceCounters)> {
+    let names = match ethtool::list_interfaces() {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot list network interfaces");
+            return Vec::new();
+        }
+    };
+    names
+        .into_iter()
+        .filter(|n| filter.is_match(n))
+        .filter_map(|name| match ethtool::read_stats(&name) {
+            Ok(stats) => {
+                let c = ethtool::allowance_counters(&stats);
+                (!c.is_empty()).then_some((name, c))
+            }
+            Err(e) => {
+                tracing::trace!(interface = %name, error = %e, "no ethtool statistics");
+                None
+            }
+        })
+        .collect()
+}
+
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut l = LabelPair::default();
+    l.set_name(name.to_string());
+    l.set_value(value.to_string());
+    l
+}
+
+fn family(d: &Desc, kind: MetricType, samples: Vec<(Vec<LabelPair>, f64)>) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(d.fq_name.clone());
+    f.set_help(d.help.clone());
+    f.set_field_type(kind);
+    for (labels, value) in samples {
+        let mut m = Metric::default();
+        m.set_label(labels);
+        match kind {
+            MetricType::COUNTER => {
+                let mut c = prometheus::proto::Counter::default();
+                c.set_value(value);
+                m.set_counter(c);
+            }
+            _ => {
+                let mut g = prometheus::proto::Gauge::default();
+                g.set_value(value);
+                m.set_gauge(g);
+            }
+        }
+        f.mut_metric().push(m);
+    }
+    f
+}
+
+impl Collector for NodeViews {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let state = self.state.lock().unwrap();
+        let d = &self.descs;
+        let mut out = Vec::new();
+        match &state.clock {
+            Some(Ok(c)) => {
+                out.push(family(
+                    &d[0],
+                    MetricType::GAUGE,
+                    vec![(vec![], f64::from(u8::from(c.synchronized)))],
+                ));
+                out.push(family(
+                    &d[1],
+                    MetricType::GAUGE,
+                    vec![(vec![], c.max_error_seconds)],
+                ));
+                out.push(family(
+                    &d[2],
+                    MetricType::GAUGE,
+                    vec![(vec![], c.estimated_error_seconds)],
+                ));
+                out.push(family(&d[3], MetricType::GAUGE, vec![(vec![], 1.0)]));
+            }
+            Some(Err(())) => out.push(family(&d[3], MetricType::GAUGE, vec![(vec![], 0.0)])),
+            None => {}
+        }
+        let mut linklocal = Vec::new();
+        let mut allowances = Vec::new();
+        for (iface, c) in &state.interfaces {
+            if let Some(v) = c.linklocal {
+                linklocal.push((vec![label("interface", iface)], v as f64));
+            }
+            for (name, value) in ALLOWANCES
+                .iter()
+                .zip([c.bw_in, c.bw_out, c.pps, c.conntrack])
+            {
+                if let Some(v) = value {
+                    allowances.push((
+                        vec![label("allowance", name), label("interface", iface)],
+                        v as f64,
+                    ));
+                }
+            }
+        }
+        out.push(family(&d[4], MetricType::COUNTER, linklocal));
+        out.push(family(&d[5], MetricType::COUNTER, allowances));
+        out.retain(|f| !f.get_metric().is_empty());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowance_counters_render_as_labelled_counters() {
+        let views = NodeViews::new(false, None);
+        views.state.lock().unwrap().interfaces = vec![(
+            "eth0".into(),
+            ethtool::AllowanceCounters {
+                linklocal: Some(7),
+                bw_in: Some(1),
+                bw_out: None,
+                pps: Some(3),
+                conntrack: Some(0),
+            },
+        )];
+        let families = views.collect();
+        let names: Vec<_> = families.iter().map(|f| f.name().to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "imds_linklocal_allowance_exceeded_total",
+                "imds_network_allowance_exceeded_total"
+            ]
+        );
+        assert_eq!(families[0].get_metric()[0].get_counter().get_value(), 7.0);
+        assert_eq!(families[1].get_metric().len(), 3, "bw_out is absent, not 0");
+    }
+
+    #[test]
+    fn an_unreadable_kernel_clock_exports_only_kernel_readable_0() {
+        let views = NodeViews::new(true, None);
+        views.state.lock().unwrap().clock = Some(Err(()));
+        let families = views.collect();
+        assert_eq!(families.len(), 1);
+        assert_eq!(families[0].name(), "imds_clock_kernel_readable");
+        assert_eq!(families[0].get_metric()[0].get_gauge().get_value(), 0.0);
+    }
+
+    #[test]
+    fn the_kernel_clock_of_this_machine_is_exported() {
+        let views = NodeViews::new(true, None);
+        views.refresh();
+        let names: Vec<_> = views
+            .collect()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        // Readable here (root, no seccomp): all four clock series.
+        assert!(
+            names.contains(&"imds_clock_kernel_readable".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"imds_clock_max_error_seconds".to_string()),
+            "{names:?}"
+        );
+    }
+}
