@@ -98,6 +98,18 @@ impl NodeViews {
             self.state.lock().unwrap().interfaces = interfaces;
         }
     }
+
+    /// Replaces what the views serve: the kernel clock reading (`Err(())` = not permitted) and
+    /// the ENA interfaces' counters. [`Self::refresh`] uses it; so do tests.
+    pub fn set(
+        &self,
+        clock: Option<Result<clock::KernelClock, ()>>,
+        interfaces: Vec<(String, ethtool::AllowanceCounters)>,
+    ) {
+        let mut state = self.state.lock().unwrap();
+        state.clock = clock;
+        state.interfaces = interfaces;
+    }
 }
 
 /// Interfaces matching `filter` whose driver exposes allowance counters; others are skipped

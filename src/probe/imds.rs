@@ -424,12 +424,24 @@ impl ImdsProber {
             return RequestError::Timeout(self.config.timeout);
         }
         // The innermost cause says what happened ("connection refused", "connection reset");
-        // reqwest errors never carry bodies, and our URLs carry no secrets.
+        // reqwest errors never carry bodies, and our URLs carry no secrets. An answer that is
+        // not HTTP at all (garbage from an interceptor) is a bad response, not a bad connection.
         let mut cause: &dyn std::error::Error = &e;
-        while let Some(next) = cause.source() {
-            cause = next;
+        let mut not_http = false;
+        loop {
+            if let Some(h) = cause.downcast_ref::<hyper::Error>() {
+                not_http |= h.is_parse() || h.is_parse_status() || h.is_parse_too_large();
+            }
+            match cause.source() {
+                Some(next) => cause = next,
+                None => break,
+            }
         }
-        RequestError::Connect(cause.to_string())
+        if not_http {
+            RequestError::Invalid(format!("not an HTTP response: {cause}"))
+        } else {
+            RequestError::Connect(cause.to_string())
+        }
     }
 }
 

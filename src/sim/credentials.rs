@@ -64,6 +64,11 @@ pub struct CredentialSchedule {
     current: Generation,
 }
 
+/// IMDS timestamps have whole seconds; issuing on whole seconds keeps the documents exact.
+fn whole_seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
 fn chrono(d: Duration) -> ChronoDuration {
     ChronoDuration::from_std(d).unwrap_or(ChronoDuration::MAX)
 }
@@ -74,7 +79,7 @@ impl CredentialSchedule {
     }
 
     pub fn with_seed(rotate_every: Duration, lifetime: Duration, seed: u64) -> Self {
-        let now = Utc::now();
+        let now = whole_seconds(Utc::now());
         let lifetime = chrono(lifetime);
         Self {
             rotate_every: chrono(rotate_every),
@@ -99,6 +104,7 @@ impl CredentialSchedule {
 
     /// Applies what a switch to `scenario` at `now` does to the credentials.
     pub fn switch(&mut self, scenario: &Scenario, now: DateTime<Utc>) {
+        let now = whole_seconds(now);
         match scenario {
             Scenario::Expired => {
                 let expires = now - ChronoDuration::minutes(1);
@@ -132,6 +138,7 @@ impl CredentialSchedule {
             _ => {
                 if now - self.current.issued > self.lifetime {
                     // Long frozen: start again from now rather than replaying missed issues.
+                    let now = whole_seconds(now);
                     self.issue(now, now + self.lifetime);
                 }
                 while now >= self.current.issued + self.rotate_every {

@@ -88,7 +88,8 @@ pub async fn handle(
     if scenario == Scenario::Refused {
         state.count(group, "reset");
         conn.reset();
-        return status_only(StatusCode::SERVICE_UNAVAILABLE);
+        // Never answer: the connection task resets the socket instead.
+        return std::future::pending::<Response>().await;
     }
     if let Some(delay) = scenario.delay() {
         tokio::time::sleep(delay).await;

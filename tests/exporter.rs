@@ -1,0 +1,358 @@
+//! The exporter against the simulator: every scenario shows up on /metrics as the README's
+//! table says, and the HTTP side behaves (readiness, a scrape never waits for IMDS).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// What a scrape must show after a few runs in a scenario.
+struct Case {
+    scenario: &'static str,
+    /// `None`: the probe succeeds. `Some((phase, reason))`: it fails at `phase` with `reason`.
+    failure: Option<(&'static str, &'static str)>,
+    v1_enabled: Option<f64>,
+}
+
+const fn ok(scenario: &'static str) -> Case {
+    Case {
+        scenario,
+        failure: None,
+        v1_enabled: None,
+    }
+}
+
+const fn fails(scenario: &'static str, phase: &'static str, reason: &'static str) -> Case {
+    Case {
+        scenario,
+        failure: Some((phase, reason)),
+        v1_enabled: None,
+    }
+}
+
+async fn check_case(case: Case) -> Result<(), String> {
+    let mut options = sim_options();
+    options.scenario = case.scenario.to_string();
+    let sim = start_sim(options).await;
+    let exporter = start_exporter(exporter_config(&sim)).await;
+    let s = after_runs(&exporter, 2.0).await;
+    let name = case.scenario;
+    let success = value(&s, "imds_probe_success{probe=\"imds\"}");
+    let result = match case.failure {
+        None if success == 1.0 => Ok(()),
+        None => Err(format!("{name}: probe failed, expected success")),
+        Some((phase, reason)) => {
+            let probe_failures = value(
+                &s,
+                &format!("imds_probe_failures_total{{probe=\"imds\",reason=\"{reason}\"}}"),
+            );
+            let request_failures = value(
+                &s,
+                &format!("imds_request_failures_total{{phase=\"{phase}\",reason=\"{reason}\"}}"),
+            );
+            if success != 0.0 {
+                Err(format!(
+                    "{name}: probe succeeded, expected {phase}/{reason}"
+                ))
+            } else if probe_failures < 1.0 || request_failures < 1.0 {
+                Err(format!(
+                    "{name}: expected {phase}/{reason}; probe failures {probe_failures}, request failures {request_failures}"
+                ))
+            } else {
+                Ok(())
+            }
+        }
+    };
+    let result = result.and_then(|()| match case.v1_enabled {
+        Some(want) if value(&s, "imds_v1_enabled") != want => Err(format!(
+            "{name}: imds_v1_enabled {} != {want}",
+            value(&s, "imds_v1_enabled")
+        )),
+        _ => Ok(()),
+    });
+    exporter.shutdown().await;
+    sim.shutdown().await;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_scenario_is_classified_as_documented() {
+    let cases = vec![
+        Case {
+            v1_enabled: Some(1.0),
+            ..ok("healthy")
+        },
+        fails("outage", "token", "timeout"),
+        fails("refused", "token", "connect"),
+        fails("throttle", "token", "throttled"),
+        fails("throttle-partial?ratio=1", "token", "throttled"),
+        fails("slow?delay=600ms", "token", "timeout"),
+        ok("slow?delay=20ms"),
+        ok("jitter?p50=5ms&p99=20ms"),
+        fails("server-error", "token", "server_error"),
+        Case {
+            v1_enabled: Some(1.0),
+            ..fails("hop-limit", "token", "timeout")
+        },
+        Case {
+            v1_enabled: Some(0.0),
+            ..fails("hop-limit-v2-only", "token", "timeout")
+        },
+        Case {
+            v1_enabled: Some(0.0),
+            ..ok("imdsv2-only")
+        },
+        fails("no-role", "role", "not_found"),
+        fails("code-error", "credentials", "code_not_success"),
+        // Expired and expiring documents are valid documents: the alerts judge the time.
+        ok("expired"),
+        ok("expiring"),
+        ok("stale"),
+        ok("rotate-late"),
+        fails("malformed", "credentials", "invalid_response"),
+        fails("truncated", "credentials", "invalid_response"),
+        fails("huge", "credentials", "invalid_response"),
+    ];
+    let results = futures_util::future::join_all(cases.into_iter().map(check_case)).await;
+    let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    assert!(errors.is_empty(), "misclassified:\n{}", errors.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hop_limit_signature_is_token_timeouts_while_v1_gets_answers() {
+    let mut options = sim_options();
+    options.scenario = "hop-limit-v2-only".into();
+    let sim = start_sim(options).await;
+    let exporter = start_exporter(exporter_config(&sim)).await;
+    let s = after_runs(&exporter, 2.0).await;
+    let runs = value(&s, "imds_probe_runs_total{probe=\"imds\"}");
+    // Every run asked IMDSv1 and got an answer (401): no failure in that phase.
+    assert!(value(&s, "imds_request_duration_seconds_count{phase=\"imdsv1\"}") >= runs);
+    for reason in ["timeout", "connect", "unauthorized"] {
+        assert_eq!(
+            value(
+                &s,
+                &format!("imds_request_failures_total{{phase=\"imdsv1\",reason=\"{reason}\"}}")
+            ),
+            0.0,
+            "{reason}"
+        );
+    }
+    assert!(
+        value(
+            &s,
+            "imds_request_failures_total{phase=\"token\",reason=\"timeout\"}"
+        ) >= runs
+    );
+    // The timed-out token request observed about the timeout (300 ms), not 0.
+    assert!(
+        value(
+            &s,
+            "imds_request_duration_seconds_bucket{phase=\"token\",le=\"0.25\"}"
+        ) == 0.0
+    );
+    exporter.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_expiry_and_info_are_exported() {
+    let sim = start_sim(sim_options()).await;
+    let exporter = start_exporter(exporter_config(&sim)).await;
+    let s = after_runs(&exporter, 1.0).await;
+    let now = chrono::Utc::now().timestamp() as f64;
+    let expiration = value(&s, "imds_credentials_expiration_timestamp_seconds");
+    assert!(
+        (expiration - (now + 6.0 * 3600.0)).abs() < 120.0,
+        "{expiration} vs {now}"
+    );
+    assert!(value(&s, "imds_credentials_last_updated_timestamp_seconds") <= now + 1.0);
+    assert_eq!(
+        value(
+            &s,
+            "imds_credentials_info{instance_profile_arn=\"arn:aws:iam::123456789012:instance-profile/test-role\",role=\"test-role\"}"
+        ),
+        1.0
+    );
+    assert!(
+        s.keys()
+            .any(|k| k.starts_with("imds_instance_info{account_id=\"123456789012\""))
+    );
+    // Before any rotation the lead is absent, not 0 (0 would read as "rotated at the last second").
+    assert!(!s.contains_key("imds_credentials_rotation_lead_seconds"));
+    switch(&sim, "expired").await;
+    let s = after_runs(&exporter, 2.0).await;
+    assert!(
+        value(&s, "imds_credentials_expiration_timestamp_seconds")
+            < chrono::Utc::now().timestamp() as f64
+    );
+    exporter.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotation_is_counted_with_its_lead() {
+    let mut options = sim_options();
+    options.rotate_every = Duration::from_secs(1);
+    options.lifetime = Duration::from_secs(4);
+    let sim = start_sim(options).await;
+    let exporter = start_exporter(exporter_config(&sim)).await;
+    let s = eventually(Duration::from_secs(10), "a rotation", || async {
+        let s = scrape(&exporter).await;
+        if value(&s, "imds_credentials_rotations_total") >= 1.0 {
+            Ok(s)
+        } else {
+            Err("no rotation yet".to_string())
+        }
+    })
+    .await;
+    // Healthy: the old credentials had about lifetime - rotate_every = 3 s left.
+    let lead = value(&s, "imds_credentials_rotation_lead_seconds");
+    assert!((2.7..=3.05).contains(&lead), "lead {lead}");
+    assert!(value(&s, "imds_credentials_last_rotation_timestamp_seconds") > 0.0);
+
+    // Late: new credentials only 1 s before expiry.
+    switch(&sim, "rotate-late?lead=1s").await;
+    let before = value(&scrape(&exporter).await, "imds_credentials_rotations_total");
+    let s = eventually(Duration::from_secs(15), "a late rotation", || async {
+        let s = scrape(&exporter).await;
+        let lead = value(&s, "imds_credentials_rotation_lead_seconds");
+        if value(&s, "imds_credentials_rotations_total") >= before + 2.0 && lead < 1.5 {
+            Ok(s)
+        } else {
+            Err(format!("lead {lead}"))
+        }
+    })
+    .await;
+    let lead = value(&s, "imds_credentials_rotation_lead_seconds");
+    assert!((0.7..=1.05).contains(&lead), "late lead {lead}");
+    exporter.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_waits_for_the_first_run_and_scrapes_never_wait_for_imds() {
+    let mut options = sim_options();
+    options.scenario = "outage".into();
+    let sim = start_sim(options).await;
+    let mut config = exporter_config(&sim);
+    config.imds.timeout = Duration::from_secs(1);
+    let exporter = start_exporter(config).await;
+    let base = format!("http://{}", exporter.addr);
+    let (status, _) = get(&format!("{base}/-/ready")).await;
+    assert_eq!(status, 503, "not ready before the first run");
+    assert_eq!(get(&format!("{base}/-/healthy")).await.0, 200);
+    // The first run is stuck in a 1 s token timeout; a scrape is still immediate.
+    let t = Instant::now();
+    let (status, body) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("imds_probe_success"));
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "scrape took {:?}",
+        t.elapsed()
+    );
+    eventually(Duration::from_secs(10), "ready", || async {
+        match get(&format!("{base}/-/ready")).await.0 {
+            200 => Ok(()),
+            s => Err(format!("status {s}")),
+        }
+    })
+    .await;
+    let (status, page) = get(&format!("{base}/")).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("/metrics") && page.contains(&sim.endpoint()),
+        "landing page shows links and config"
+    );
+    exporter.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_phase_and_reason_series_exists_from_start() {
+    let sim = start_sim(sim_options()).await;
+    let exporter = start_exporter(exporter_config(&sim)).await;
+    let s = scrape(&exporter).await;
+    for phase in ["token", "role", "credentials", "info", "identity", "imdsv1"] {
+        assert!(
+            s.contains_key(&format!(
+                "imds_request_duration_seconds_count{{phase=\"{phase}\"}}"
+            )),
+            "{phase}"
+        );
+        for reason in [
+            "timeout",
+            "connect",
+            "throttled",
+            "unauthorized",
+            "forbidden",
+            "not_found",
+            "server_error",
+            "http_other",
+            "invalid_response",
+            "code_not_success",
+        ] {
+            assert!(
+                s.contains_key(&format!(
+                    "imds_request_failures_total{{phase=\"{phase}\",reason=\"{reason}\"}}"
+                )),
+                "{phase}/{reason}"
+            );
+        }
+    }
+    for reason in [
+        "timeout",
+        "connect",
+        "invalid_response",
+        "kiss_of_death",
+        "origin_mismatch",
+    ] {
+        assert!(s.contains_key(&format!(
+            "imds_probe_failures_total{{probe=\"ntp\",reason=\"{reason}\"}}"
+        )));
+    }
+    exporter.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ntp_offset_follows_the_simulated_clock() {
+    let mut options = sim_options();
+    options.clock_offset = 2.5;
+    let sim = start_sim(options).await;
+    let exporter = start_exporter(exporter_config(&sim)).await;
+    let key = format!(
+        "imds_ntp_offset_seconds{{server=\"{}\"}}",
+        sim.ntp_addr.unwrap()
+    );
+    let offset = eventually(Duration::from_secs(10), "an NTP sample", || async {
+        scrape(&exporter)
+            .await
+            .get(&key)
+            .copied()
+            .ok_or_else(|| "none".to_string())
+    })
+    .await;
+    assert!((offset - 2.5).abs() < 0.01, "offset {offset}");
+    post(&format!("{}/_sim/clock-offset/-1.25", sim.endpoint()), "").await;
+    let offset = eventually(Duration::from_secs(10), "the new offset", || async {
+        let v = scrape(&exporter)
+            .await
+            .get(&key)
+            .copied()
+            .unwrap_or(f64::NAN);
+        if (v + 1.25).abs() < 0.01 {
+            Ok(v)
+        } else {
+            Err(format!("{v}"))
+        }
+    })
+    .await;
+    assert!((offset + 1.25).abs() < 0.01);
+    let s = scrape(&exporter).await;
+    assert_eq!(value(&s, "imds_probe_success{probe=\"ntp\"}"), 1.0);
+    exporter.shutdown().await;
+    sim.shutdown().await;
+}
