@@ -25,7 +25,8 @@ pub const DEFAULT_NTP_SERVER: &str = "169.254.169.123:123";
     long_about = "Probes the EC2 Instance Metadata Service (IMDS) the way an AWS SDK does, and the \
                   Amazon Time Sync Service, in the background, and serves the results on /metrics.\n\n\
                   Without a subcommand it runs the exporter.",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -542,6 +543,12 @@ mod tests {
 
     #[test]
     fn ntp_servers_get_port_123_and_public_pools_are_refused() {
+        let cli = parse(&["--ntp.server", "127.0.0.1:1", "--ntp.server", "127.0.0.2"]).unwrap();
+        assert_eq!(
+            cli.exporter.ntp.servers(),
+            ["127.0.0.1:1", "127.0.0.2:123"],
+            "repeatable"
+        );
         assert_eq!(normalize_ntp_server("127.0.0.1"), "127.0.0.1:123");
         assert_eq!(normalize_ntp_server("fd00:ec2::123"), "[fd00:ec2::123]:123");
         assert_eq!(normalize_ntp_server("[::1]:1123"), "[::1]:1123");

@@ -1,0 +1,79 @@
+# syntax=docker/dockerfile:1.7
+#
+# imds_exporter container image: a static musl binary on distroless/static, non-root (uid 65532).
+#
+# Multi-arch build (linux/amd64 + linux/arm64) with buildx:
+#   docker buildx build --platform linux/amd64,linux/arm64 \
+#     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
+#     -t ghcr.io/imds-exporter/imds_exporter:TAG --push .
+#
+# How the cross-compilation works (no QEMU emulation anywhere):
+# - The builder stage runs on the *build* machine's platform (`--platform=$BUILDPLATFORM`), once per
+#   target platform; buildx passes TARGETARCH (amd64 | arm64) and we map it to a Rust musl target.
+# - Rust ships the musl C runtime (crt objects and libc.a) inside the `rust-std` component of every
+#   `*-unknown-linux-musl` target ("self-contained" linking), so no musl C toolchain is needed.
+# - The linker is `rust-lld`, which ships with every rustup toolchain and links for any architecture.
+#   That is all a pure-Rust dependency tree needs: this crate has no C code on Linux (reqwest is built
+#   without TLS, so no ring/aws-lc/openssl; `cc` appears in Cargo.lock only for Windows/wasm targets).
+#   If a C dependency is ever added, switch the build to cargo-zigbuild (`pip install ziglang
+#   cargo-zigbuild`, then `cargo zigbuild --target ...`), which brings a C cross compiler for musl.
+# - The result is a statically linked, stripped ELF (release profile: lto, codegen-units=1, strip),
+#   so the final stage needs no libc, no shell and no package manager.
+#
+# Dependency caching: BuildKit cache mounts keep the cargo registry and the target directory between
+# builds, so a source change recompiles only this crate. Because the target directory is a cache
+# mount (not part of the image layer), the binary is copied out to /out in the same RUN step.
+
+ARG RUST_VERSION=1.95
+
+FROM --platform=$BUILDPLATFORM rust:${RUST_VERSION}-bookworm AS builder
+ARG TARGETARCH
+WORKDIR /src
+
+# Map Docker's architecture name to the Rust target and install that target's standard library.
+RUN case "${TARGETARCH}" in \
+      amd64) echo x86_64-unknown-linux-musl > /rust-target ;; \
+      arm64) echo aarch64-unknown-linux-musl > /rust-target ;; \
+      *) echo "unsupported TARGETARCH=${TARGETARCH} (supported: amd64, arm64)" >&2; exit 1 ;; \
+    esac \
+ && rustup target add "$(cat /rust-target)"
+
+# Link every musl target with rust-lld (see the header comment).
+ENV CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
+
+# Only what the build needs; .dockerignore keeps everything else out of the context.
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY src ./src
+
+# build.rs records the revision for imds_exporter_build_info; .git is not in the build context, so
+# it comes from this build argument (buildx --build-arg REVISION=$(git rev-parse HEAD)).
+ARG REVISION=unknown
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
+    --mount=type=cache,target=/src/target,id=imds-exporter-target-${TARGETARCH},sharing=locked \
+    target="$(cat /rust-target)" \
+ && IMDS_EXPORTER_REVISION="${REVISION}" cargo build --release --locked --target "${target}" --bin imds_exporter \
+ && mkdir -p /out \
+ && cp "target/${target}/release/imds_exporter" /out/imds_exporter
+
+# distroless/static: CA certificates, tzdata and an /etc/passwd with the `nonroot` user (65532),
+# nothing else. For supply-chain pinning, replace the tag with its digest (tag@sha256:...).
+FROM gcr.io/distroless/static-debian12:nonroot
+
+ARG VERSION=dev
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="imds_exporter" \
+      org.opencontainers.image.description="Prometheus exporter for the health of EC2 instance credentials: IMDS, credential rotation and clock" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="https://github.com/imds-exporter/imds_exporter" \
+      org.opencontainers.image.documentation="https://github.com/imds-exporter/imds_exporter/blob/main/docs/deploy.md"
+
+COPY --from=builder --chown=0:0 --chmod=0555 /out/imds_exporter /usr/local/bin/imds_exporter
+
+# Numeric uid:gid so Kubernetes' runAsNonRoot check can verify it without reading /etc/passwd.
+USER 65532:65532
+EXPOSE 19254
+ENTRYPOINT ["/usr/local/bin/imds_exporter"]

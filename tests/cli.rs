@@ -1,0 +1,96 @@
+//! The binary's start-up: bad flags and config values stop it with exit code 2 and a message
+//! that names the flag.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_imds_exporter"))
+        .args(args)
+        .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_flags_stop_start_up_naming_the_flag() {
+    let loopback = [
+        "--imds.endpoint",
+        "http://127.0.0.1:9",
+        "--collector.ntp=false",
+    ];
+    let cases: &[(&[&str], &str)] = &[
+        (&["--imds.interval", "soon"], "--imds.interval"),
+        (&["--imds.interval", "0s"], "--imds.interval"),
+        (&["--imds.token-ttl", "7h"], "--imds.token-ttl"),
+        (&["--imds.endpoint", "https://127.0.0.1"], "--imds.endpoint"),
+        (&["--web.listen-address", "nowhere"], "--web.listen-address"),
+        (&["--log.format", "xml"], "--log.format"),
+        (
+            &["--ntp.server", "pool.ntp.org", "--collector.ntp=true"],
+            "--ntp.server",
+        ),
+        (
+            &["--collector.ethtool.interfaces", "eth("],
+            "--collector.ethtool.interfaces",
+        ),
+    ];
+    for (args, flag) in cases {
+        let mut all: Vec<&str> = loopback.to_vec();
+        all.extend_from_slice(args);
+        let (code, stderr) = run(&all);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_taken_port_is_reported_with_the_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, stderr) = run(&[
+        "--imds.endpoint",
+        "http://127.0.0.1:9",
+        "--collector.ntp=false",
+        "--web.listen-address",
+        &addr,
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--web.listen-address") && stderr.contains("in use"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_lists_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_imds_exporter"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--web.listen-address",
+        "--web.telemetry-path",
+        "--imds.endpoint",
+        "--imds.interval",
+        "--imds.timeout",
+        "--imds.token-ttl",
+        "--ntp.server",
+        "--ntp.interval",
+        "--ntp.timeout",
+        "--ntp.allow-public",
+        "--collector.ntp",
+        "--collector.clock",
+        "--collector.ethtool",
+        "--collector.ethtool.interfaces",
+        "--log.level",
+        "--log.format",
+        "IMDS_EXPORTER_IMDS_INTERVAL",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}

@@ -1,0 +1,189 @@
+//! A hostile or broken IMDS: garbage, huge bodies, hangs, redirects, wrong codes. Each must end
+//! as a classified failure within the request deadline, never as a crash or a stall.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use imds_exporter::probe::Phase;
+use imds_exporter::probe::imds::{ImdsConfig, ImdsProber};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Clone, Copy, Debug)]
+enum Behaviour {
+    Garbage,
+    Redirect(u16),
+    HeadersThenHang,
+    EndlessChunkedBody,
+    HugeContentLength,
+    CloseAtOnce,
+    Teapot,
+}
+
+async fn read_request(stream: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+async fn answer(mut stream: TcpStream, behaviour: Behaviour) {
+    read_request(&mut stream).await;
+    let head = |s: &str| s.replace('\n', "\r\n");
+    match behaviour {
+        Behaviour::Garbage => {
+            let _ = stream
+                .write_all(b"\x00\x01\x02 not http at all\r\n\r\n")
+                .await;
+        }
+        Behaviour::Redirect(port) => {
+            let _ = stream
+                .write_all(head(&format!("HTTP/1.1 302 Found\nLocation: http://127.0.0.1:{port}/latest/api/token\nContent-Length: 0\n\n")).as_bytes())
+                .await;
+        }
+        Behaviour::HeadersThenHang => {
+            let _ = stream
+                .write_all(head("HTTP/1.1 200 OK\nContent-Length: 100\n\n").as_bytes())
+                .await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        Behaviour::EndlessChunkedBody => {
+            let _ = stream
+                .write_all(head("HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n").as_bytes())
+                .await;
+            let chunk = format!("2000\r\n{}\r\n", "x".repeat(0x2000));
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(30) {
+                if stream.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Behaviour::HugeContentLength => {
+            let _ = stream
+                .write_all(head("HTTP/1.1 200 OK\nContent-Length: 3000000000\n\n").as_bytes())
+                .await;
+            let _ = stream.write_all(&[b'x'; 4096]).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        Behaviour::CloseAtOnce => {}
+        Behaviour::Teapot => {
+            let _ = stream
+                .write_all(head("HTTP/1.1 418 I'm a teapot\nContent-Length: 0\n\n").as_bytes())
+                .await;
+        }
+    }
+}
+
+async fn hostile_server(behaviour: Behaviour) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(answer(stream, behaviour));
+        }
+    });
+    format!("http://{addr}")
+}
+
+async fn token_phase_reason(endpoint: String) -> (&'static str, Duration) {
+    let mut prober = ImdsProber::new(ImdsConfig {
+        endpoint,
+        timeout: Duration::from_millis(500),
+        token_ttl_seconds: 21600,
+    })
+    .unwrap();
+    let start = Instant::now();
+    let run = prober.run().await;
+    let elapsed = start.elapsed();
+    let token = run.phases.iter().find(|p| p.phase == Phase::Token).unwrap();
+    let reason = token
+        .error
+        .as_ref()
+        .expect("the token phase fails")
+        .reason();
+    assert_eq!(run.failure_reason(), Some(reason));
+    (reason.as_str(), elapsed)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_answers_are_classified_within_the_deadline() {
+    // A listener that must never be contacted: redirects are not followed.
+    let decoy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let decoy_port = decoy.local_addr().unwrap().port();
+    let decoy_hits = Arc::new(AtomicUsize::new(0));
+    let hits = decoy_hits.clone();
+    tokio::spawn(async move {
+        while decoy.accept().await.is_ok() {
+            hits.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+
+    let cases = [
+        (Behaviour::Garbage, "invalid_response"),
+        (Behaviour::Redirect(decoy_port), "http_other"),
+        (Behaviour::HeadersThenHang, "timeout"),
+        (Behaviour::EndlessChunkedBody, "invalid_response"),
+        (Behaviour::HugeContentLength, "invalid_response"),
+        (Behaviour::CloseAtOnce, "connect"),
+        (Behaviour::Teapot, "http_other"),
+    ];
+    for (behaviour, want) in cases {
+        let (reason, elapsed) = token_phase_reason(hostile_server(behaviour).await).await;
+        assert_eq!(reason, want, "{behaviour:?}");
+        // Two requests at most (token, then the IMDSv1 check), each bounded by 500 ms.
+        assert!(
+            elapsed < Duration::from_millis(1500),
+            "{behaviour:?} took {elapsed:?}"
+        );
+    }
+    assert_eq!(
+        decoy_hits.load(Ordering::SeqCst),
+        0,
+        "a redirect was followed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_listening_is_a_connect_failure() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let (reason, _) = token_phase_reason(format!("http://{addr}")).await;
+    assert_eq!(reason, "connect");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_exporter_keeps_serving_metrics_while_imds_streams_garbage() {
+    let endpoint = hostile_server(Behaviour::EndlessChunkedBody).await;
+    let exporter = common::start_exporter(imds_exporter::exporter::ExporterConfig {
+        listen: common::loopback(),
+        telemetry_path: "/metrics".into(),
+        imds: ImdsConfig {
+            endpoint,
+            timeout: Duration::from_millis(500),
+            token_ttl_seconds: 21600,
+        },
+        imds_interval: Duration::from_millis(100),
+        ntp: None,
+        clock: false,
+        ethtool: None,
+    })
+    .await;
+    let s = common::after_runs(&exporter, 3.0).await;
+    assert_eq!(common::value(&s, "imds_probe_success{probe=\"imds\"}"), 0.0);
+    assert!(
+        common::value(
+            &s,
+            "imds_probe_failures_total{probe=\"imds\",reason=\"invalid_response\"}"
+        ) >= 3.0
+    );
+    exporter.shutdown().await;
+}
