@@ -41,6 +41,9 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Run the simulator and the exporter against it in one process, on loopback.
     Demo(DemoArgs),
+    /// Diagnose this node (or pod) once: every probe, the SDK environment, a report with fixes.
+    /// Exits 0 when nothing failed, 1 when something did, 2 when the check could not run.
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -409,6 +412,17 @@ pub struct SimOptions {
 }
 
 impl SimOptions {
+    /// The options as `simulate` would parse them from `flags` (for tests).
+    #[cfg(test)]
+    pub(crate) fn from_flags(flags: &[&str]) -> SimOptions {
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            o: SimOptions,
+        }
+        Wrap::parse_from(std::iter::once("simulate").chain(flags.iter().copied())).o
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.rotate_every.is_zero() {
             return Err("--rotate-every must be greater than 0".into());
@@ -450,7 +464,7 @@ pub struct DemoArgs {
     pub rotate_every: Duration,
 
     /// Lifetime of each set of simulated credentials.
-    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = parse_duration)]
     pub lifetime: Duration,
 
     /// The simulator's scenario at start-up.
@@ -465,7 +479,54 @@ pub struct DemoArgs {
     pub log: LogArgs,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+/// `imds_exporter check`: the probes once, with the flags the exporter uses to find IMDS and NTP.
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    /// IMDS base URL [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else the endpoint
+    /// $AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE selects, else http://169.254.169.254].
+    #[arg(
+        long = "imds.endpoint",
+        env = "IMDS_EXPORTER_IMDS_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub imds_endpoint: Option<String>,
+
+    /// Deadline of each IMDS request. Longer than the SDKs' 1 s on purpose: a slow answer is
+    /// measured and compared with the SDK timeout instead of merely timing out.
+    #[arg(long = "imds.timeout", default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
+    pub imds_timeout: Duration,
+
+    /// NTP server to query, host:port (repeatable) [default: 169.254.169.123:123, the Amazon Time Sync Service].
+    #[arg(
+        long = "ntp.server",
+        env = "IMDS_EXPORTER_NTP_SERVER",
+        value_delimiter = ',',
+        value_name = "HOST:PORT"
+    )]
+    pub ntp_servers: Vec<String>,
+
+    /// Deadline of each NTP query.
+    #[arg(long = "ntp.timeout", default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    pub ntp_timeout: Duration,
+
+    /// Allow public NTP pools and services as --ntp.server.
+    #[arg(long = "ntp.allow-public", env = "IMDS_EXPORTER_NTP_ALLOW_PUBLIC")]
+    pub ntp_allow_public: bool,
+
+    /// Report format: aligned text for people, or JSON (schema in docs/check.md).
+    #[arg(long, value_enum, default_value = "human", value_name = "FORMAT")]
+    pub output: OutputFormat,
+
+    /// Treat warnings as failures (exit 1).
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Never colour the report (colour is used only on a terminal, and never when NO_COLOR is set).
+    #[arg(long = "no-color")]
+    pub no_color: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Human,
     Json,
@@ -631,5 +692,37 @@ mod tests {
             parse(&["demo"]).unwrap().command,
             Some(Command::Demo(_))
         ));
+    }
+
+    #[test]
+    fn check_parses_with_its_defaults() {
+        let Some(Command::Check(args)) = parse(&["check"]).unwrap().command else {
+            panic!("not check");
+        };
+        assert_eq!(args.imds_timeout, Duration::from_secs(2));
+        assert_eq!(args.ntp_timeout, Duration::from_secs(1));
+        assert_eq!(args.output, OutputFormat::Human);
+        assert!(!args.strict && !args.no_color && args.ntp_servers.is_empty());
+        let Some(Command::Check(args)) = parse(&[
+            "check",
+            "--imds.endpoint",
+            "http://127.0.0.1:1",
+            "--ntp.server",
+            "127.0.0.1:2",
+            "--ntp.server",
+            "127.0.0.1:3",
+            "--output",
+            "json",
+            "--strict",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not check");
+        };
+        assert_eq!(args.ntp_servers, ["127.0.0.1:2", "127.0.0.1:3"]);
+        assert_eq!(args.output, OutputFormat::Json);
+        assert!(args.strict);
+        assert!(parse(&["check", "--output", "xml"]).is_err());
     }
 }

@@ -13,8 +13,10 @@
 //!   counters (ethtool);
 //! - `sim`: the fault-injecting IMDS and NTP simulator (`simulate`);
 //! - `demo`: simulator and exporter in one process;
+//! - `check`: the one-shot diagnosis (`check`): every probe once, the SDK environment, a report;
 //! - `logging`: logfmt/JSON logs.
 
+pub mod check;
 pub mod cli;
 pub mod collector;
 pub mod demo;
@@ -50,13 +52,17 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Parses the command line and runs the chosen subcommand.
-pub async fn main_with_args() -> CliResult {
+/// Parses the command line and runs the chosen subcommand. `Ok` carries the exit code: the
+/// long-running subcommands end with success, `check` with its verdict (0 or 1); `Err` is a
+/// subcommand that could not run, which `main` turns into exit code 2.
+pub async fn main_with_args() -> Result<std::process::ExitCode, String> {
     use clap::Parser;
     let cli = cli::Cli::parse();
+    let done = |r: CliResult| r.map(|()| std::process::ExitCode::SUCCESS);
     match cli.command {
-        None => exporter::run(cli.exporter).await,
-        Some(cli::Command::Simulate(args)) => sim::run(args).await,
-        Some(cli::Command::Demo(args)) => demo::run(args).await,
+        None => done(exporter::run(cli.exporter).await),
+        Some(cli::Command::Simulate(args)) => done(sim::run(args).await),
+        Some(cli::Command::Demo(args)) => done(demo::run(args).await),
+        Some(cli::Command::Check(args)) => check::run_cli(args).await,
     }
 }

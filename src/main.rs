@@ -3,7 +3,7 @@
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match imds_exporter::main_with_args().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("imds_exporter: error: {message}");
             std::process::ExitCode::from(2)

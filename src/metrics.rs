@@ -19,8 +19,12 @@ use crate::probe::imds::ImdsRun;
 use crate::probe::{Phase, Probe, Reason};
 
 /// Buckets of `imds_request_duration_seconds`: from a healthy IMDS (about a millisecond) to the
-/// SDKs' 1 s timeout and past it, so `le="1"` separates "slow" from "an SDK gave up".
-pub const REQUEST_BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+/// SDKs' 1 s timeout and past it, so `le="1"` separates "slow" from "an SDK gave up". A request
+/// that times out at the default 1 s observes just over 1 s: the 1.1 bucket keeps quantiles of
+/// timeouts near 1 s instead of interpolating them towards 2.5 s.
+pub const REQUEST_BUCKETS: [f64; 11] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.1, 2.5,
+];
 
 const BACKGROUND: &str = "Refreshed by the background probe, not at scrape time.";
 

@@ -9,37 +9,9 @@ use std::time::Duration;
 
 use common::*;
 
-/// Fetches the simulator's current credentials document with IMDSv2, as an SDK would.
+/// The simulator's current SecretAccessKey and Token.
 async fn current_secrets(endpoint: &str) -> Vec<String> {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let token = client
-        .put(format!("{endpoint}/latest/api/token"))
-        .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let get = |path: String| {
-        client
-            .get(format!("{endpoint}{path}"))
-            .header("x-aws-ec2-metadata-token", &token)
-            .send()
-    };
-    let role = get("/latest/meta-data/iam/security-credentials/".into())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let body = get(format!("/latest/meta-data/iam/security-credentials/{role}"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let doc = sim_credentials_document(endpoint).await;
     let secrets: Vec<String> = ["SecretAccessKey", "Token"]
         .iter()
         .map(|k| doc[k].as_str().expect("secret field").to_string())

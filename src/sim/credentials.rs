@@ -136,8 +136,11 @@ impl CredentialSchedule {
                 }
             }
             _ => {
-                if now - self.current.issued > self.lifetime {
-                    // Long frozen: start again from now rather than replaying missed issues.
+                // Long frozen, or re-dated by `expiring` (the schedule never issues anything
+                // else): start again from now, rather than replaying missed issues or serving
+                // credentials that expire before the next rotation is due.
+                let redated = self.current.expires != self.current.issued + self.lifetime;
+                if now - self.current.issued > self.lifetime || redated {
                     let now = whole_seconds(now);
                     self.issue(now, now + self.lifetime);
                 }
@@ -202,6 +205,24 @@ mod tests {
         let g = s.current(&Scenario::Expiring { in_: secs(240) }, now);
         assert_eq!(g.expires, now + ChronoDuration::minutes(4));
         assert_eq!(g.access_key_id(), key);
+    }
+
+    #[test]
+    fn healthy_after_expiring_issues_fresh_credentials() {
+        let mut s = CredentialSchedule::with_seed(secs(3600), secs(6 * 3600), 7);
+        let t0 = s.current.issued + ChronoDuration::minutes(10);
+        let expiring = Scenario::Expiring { in_: secs(240) };
+        s.switch(&expiring, t0);
+        let old = s.current(&expiring, t0);
+        let now = t0 + ChronoDuration::minutes(1);
+        s.switch(&Scenario::Healthy, now);
+        let g = s.current(&Scenario::Healthy, now);
+        assert_ne!(g.access_key_id(), old.access_key_id());
+        assert_eq!(g.expires - g.issued, ChronoDuration::hours(6));
+        assert!(g.expires > now + ChronoDuration::hours(5));
+        // And the schedule runs on from there.
+        let later = s.current(&Scenario::Healthy, now + ChronoDuration::minutes(61));
+        assert_eq!(later.generation, g.generation + 1);
     }
 
     #[test]

@@ -92,11 +92,34 @@ pub async fn handle(
         return std::future::pending::<Response>().await;
     }
     if let Some(delay) = scenario.delay() {
+        // A client whose timeout is shorter than the delay hangs up, and hyper drops this
+        // future mid-sleep: count it then as never answered, as `outage` does.
+        let mut unanswered = CountIfDropped {
+            state: &state,
+            group,
+            armed: true,
+        };
         tokio::time::sleep(delay).await;
+        unanswered.armed = false;
     }
     let response = answer(&state, &scenario, &method, &path, &headers);
     state.count(group, response.status().as_str());
     response
+}
+
+/// Counts a request as "none" (never answered) if its handler is dropped while armed.
+struct CountIfDropped<'a> {
+    state: &'a SimState,
+    group: &'static str,
+    armed: bool,
+}
+
+impl Drop for CountIfDropped<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.state.count(self.group, "none");
+        }
+    }
 }
 
 fn answer(
@@ -229,4 +252,47 @@ fn credentials(state: &SimState, scenario: &Scenario) -> Response {
         _ => doc,
     };
     text(StatusCode::OK, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+
+    use crate::cli::SimOptions;
+
+    fn options() -> SimOptions {
+        SimOptions::from_flags(&["--scenario", "slow?delay=300ms"])
+    }
+
+    #[tokio::test]
+    async fn a_delayed_request_the_client_abandons_is_counted_as_never_answered() {
+        let sim = super::super::start("127.0.0.1:0".parse().unwrap(), options())
+            .await
+            .unwrap();
+        let mut stream = tokio::net::TcpStream::connect(sim.addr).await.unwrap();
+        stream
+            .write_all(
+                b"GET /latest/meta-data/iam/security-credentials/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(stream); // the client's timeout, shorter than the delay
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let requests = sim.state.state_json()["requests"].clone();
+            if requests["role"]["none"] == 1 {
+                assert!(requests["role"].get("200").is_none(), "{requests}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not counted: {requests}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sim.shutdown().await;
+    }
 }

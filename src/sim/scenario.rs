@@ -233,15 +233,9 @@ fn standard_normal() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     fn options() -> SimOptions {
-        #[derive(Parser)]
-        struct Wrap {
-            #[command(flatten)]
-            o: SimOptions,
-        }
-        Wrap::parse_from(["x"]).o
+        SimOptions::from_flags(&[])
     }
 
     fn parse(name: &str, params: &[(&str, &str)]) -> Result<Scenario, String> {

@@ -78,15 +78,9 @@ pub fn play(state: Arc<SimState>, steps: Vec<Step>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     fn options() -> SimOptions {
-        #[derive(Parser)]
-        struct Wrap {
-            #[command(flatten)]
-            o: SimOptions,
-        }
-        Wrap::parse_from(["x"]).o
+        SimOptions::from_flags(&[])
     }
 
     #[test]

@@ -153,3 +153,32 @@ pub async fn after_runs(exporter: &RunningExporter, n: f64) -> Samples {
     })
     .await
 }
+
+/// The credentials document the simulator serves now, fetched with IMDSv2 as an SDK would, so
+/// a test can search for its secrets where they must not be.
+pub async fn sim_credentials_document(endpoint: &str) -> serde_json::Value {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let token = http
+        .put(format!("{endpoint}/latest/api/token"))
+        .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let path = format!("{endpoint}/latest/meta-data/iam/security-credentials/");
+    let get = |url: String| {
+        http.get(url)
+            .header("x-aws-ec2-metadata-token", &token)
+            .send()
+    };
+    let role = get(path.clone()).await.unwrap().text().await.unwrap();
+    let body = get(format!("{path}{}", role.trim()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}

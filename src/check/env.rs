@@ -1,0 +1,1221 @@
+//! The SDK environment: what an AWS SDK started in this process would make of its environment
+//! variables and shared config files, as far as instance credentials are concerned.
+//!
+//! Owns: the IMDS switches (`AWS_EC2_METADATA_DISABLED`, `AWS_EC2_METADATA_V1_DISABLED`), the
+//! endpoint overrides, botocore's IMDS timeout and attempts, the proxy rules of the two SDK
+//! families that proxy IMDS (botocore through Python's `urllib`, and Go), and the credential
+//! provider chain: which source an SDK uses before the instance profile.
+//!
+//! Pure: the variables and the home directory are arguments ([`EnvView`]); only the shared
+//! config and credentials files are read, from the paths they name. Secrets never travel: the
+//! INI reader keeps key *names* (and `credential_source`, a closed set of words), never values;
+//! variables holding secrets are reported by name only; a proxy URL loses its user information.
+//!
+//! The chain order is botocore's (`botocore/credentials.py`, `create_credential_resolver`):
+//! environment, assume-role profile, web identity, SSO, shared credentials file,
+//! `credential_process`, config file keys, container credentials, instance profile. The other
+//! SDKs also start with the environment and end with the container and the instance profile;
+//! they differ only in the order of the profile-based sources in between.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{Check, CheckId};
+use crate::cli::DEFAULT_IMDS_ENDPOINT;
+
+/// The SDKs' default IMDS request timeout (botocore, Rust, Java v2: 1 s).
+pub const DEFAULT_SDK_TIMEOUT: Duration = Duration::from_secs(1);
+/// botocore's default number of IMDS attempts.
+pub const DEFAULT_SDK_ATTEMPTS: u32 = 1;
+/// The IPv6 IMDS endpoint (Nitro instances with `HttpProtocolIpv6=enabled`).
+pub const IMDS_IPV6_ENDPOINT: &str = "http://[fd00:ec2::254]";
+
+/// The environment variables and home directory an SDK in this process would see.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvView<'a> {
+    vars: &'a BTreeMap<String, String>,
+    home: Option<&'a Path>,
+}
+
+impl<'a> EnvView<'a> {
+    pub fn new(vars: &'a BTreeMap<String, String>, home: Option<&'a Path>) -> Self {
+        Self { vars, home }
+    }
+
+    /// A variable that is set, empty or not.
+    fn raw(&self, name: &str) -> Option<&'a str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// A variable that is set and not empty: the SDKs treat an empty variable as unset.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.raw(name).filter(|v| !v.is_empty())
+    }
+
+    fn is_true(&self, name: &str) -> bool {
+        self.get(name)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// A path from a variable, with `~/` expanded as botocore does.
+    fn path(&self, value: &str) -> PathBuf {
+        match (value.strip_prefix("~/"), self.home) {
+            (Some(rest), Some(home)) => home.join(rest),
+            _ => PathBuf::from(value),
+        }
+    }
+}
+
+/// The IMDS endpoint an SDK would use: `--imds.endpoint` if given, else
+/// `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else the endpoint `AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE`
+/// selects (IPv4 unless `IPv6`).
+pub fn resolve_imds_endpoint(flag: Option<&str>, env: &EnvView) -> String {
+    if let Some(flag) = flag.map(str::trim).filter(|f| !f.is_empty()) {
+        return flag.to_string();
+    }
+    if let Some(e) = env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+        return e.trim().to_string();
+    }
+    match env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") {
+        Some(m) if m.eq_ignore_ascii_case("ipv6") => IMDS_IPV6_ENDPOINT.to_string(),
+        _ => DEFAULT_IMDS_ENDPOINT.to_string(),
+    }
+}
+
+/// A numeric setting as botocore reads it: `int(value)`.
+#[derive(Debug, Clone, PartialEq)]
+enum IntSetting {
+    Unset,
+    Valid(i64),
+    /// Not an integer: botocore's `int()` raises `ValueError` when a client is created.
+    Invalid(String),
+}
+
+fn int_setting(env: &EnvView, name: &str) -> IntSetting {
+    match env.get(name) {
+        None => IntSetting::Unset,
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) => IntSetting::Valid(n),
+            // The value is a number the user typed, not a secret; cap its length anyway.
+            Err(_) => IntSetting::Invalid(v.chars().take(32).collect()),
+        },
+    }
+}
+
+/// The SDK settings other checks depend on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SdkSettings {
+    /// The per-request IMDS timeout botocore would use (1 s unless overridden validly).
+    pub timeout: Duration,
+    /// botocore's IMDS attempts.
+    pub attempts: u32,
+    /// `AWS_EC2_METADATA_DISABLED=true`.
+    pub imds_disabled: bool,
+    /// `AWS_EC2_METADATA_V1_DISABLED=true`: no fallback to token-less requests.
+    pub v1_disabled: bool,
+    timeout_setting: IntSetting,
+    attempts_setting: IntSetting,
+}
+
+impl SdkSettings {
+    pub fn from_env(env: &EnvView) -> Self {
+        let timeout_setting = int_setting(env, "AWS_METADATA_SERVICE_TIMEOUT");
+        let attempts_setting = int_setting(env, "AWS_METADATA_SERVICE_NUM_ATTEMPTS");
+        let timeout = match timeout_setting {
+            IntSetting::Valid(n) if n >= 1 => Duration::from_secs(n as u64),
+            _ => DEFAULT_SDK_TIMEOUT,
+        };
+        let attempts = match attempts_setting {
+            IntSetting::Valid(n) if n >= 1 => n.min(u32::MAX as i64) as u32,
+            _ => DEFAULT_SDK_ATTEMPTS,
+        };
+        Self {
+            timeout,
+            attempts,
+            imds_disabled: env.is_true("AWS_EC2_METADATA_DISABLED"),
+            v1_disabled: env.is_true("AWS_EC2_METADATA_V1_DISABLED"),
+            timeout_setting,
+            attempts_setting,
+        }
+    }
+}
+
+impl Default for SdkSettings {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_SDK_TIMEOUT,
+            attempts: DEFAULT_SDK_ATTEMPTS,
+            imds_disabled: false,
+            v1_disabled: false,
+            timeout_setting: IntSetting::Unset,
+            attempts_setting: IntSetting::Unset,
+        }
+    }
+}
+
+/// The SDK-environment checks, in report order.
+pub fn evaluate(
+    env: &EnvView,
+    endpoint_flag: Option<&str>,
+    endpoint: &str,
+    sdk: &SdkSettings,
+) -> Vec<Check> {
+    let chain = credential_chain(env, sdk.imds_disabled);
+    vec![
+        imds_disabled_check(env, &chain),
+        v1_disabled_check(env),
+        endpoint_check(env, endpoint_flag, endpoint),
+        timeout_check(sdk),
+        proxy_check(env, endpoint),
+        credential_source_check(&chain),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// IMDS switches and overrides
+// ---------------------------------------------------------------------------------------------
+
+fn imds_disabled_check(env: &EnvView, chain: &Chain) -> Check {
+    const ID: CheckId = CheckId::SdkImdsDisabled;
+    match env.raw("AWS_EC2_METADATA_DISABLED") {
+        None | Some("") => Check::ok(ID, "AWS_EC2_METADATA_DISABLED not set: SDKs may use IMDS"),
+        Some(v) if v.eq_ignore_ascii_case("true") => match chain.first_source() {
+            Some(first) => Check::ok(
+                ID,
+                format!(
+                    "AWS_EC2_METADATA_DISABLED=true: SDKs skip IMDS and use {} (the IMDS checks do not describe this process's credentials)",
+                    first.source.describe()
+                ),
+            ),
+            None => Check::fail(ID, "AWS_EC2_METADATA_DISABLED=true")
+                .cause(
+                    "SDKs skip the instance profile entirely, and no other credential source is \
+                     configured: they find no credentials at all (\"Unable to locate \
+                     credentials\"), however healthy IMDS is.",
+                )
+                .fix(
+                    "Remove the variable where it is set (the pod spec, the service unit, \
+                     /etc/environment, a shell profile):\n$ unset AWS_EC2_METADATA_DISABLED",
+                ),
+        },
+        Some(v) => Check::ok(
+            ID,
+            format!(
+                "AWS_EC2_METADATA_DISABLED={:?}: not \"true\", so SDKs ignore it",
+                short(v)
+            ),
+        ),
+    }
+}
+
+fn v1_disabled_check(env: &EnvView) -> Check {
+    const ID: CheckId = CheckId::SdkImdsV1Disabled;
+    match env.get("AWS_EC2_METADATA_V1_DISABLED") {
+        Some(v) if v.eq_ignore_ascii_case("true") => Check::ok(
+            ID,
+            "AWS_EC2_METADATA_V1_DISABLED=true: SDKs never fall back to token-less IMDSv1 requests",
+        ),
+        Some(v) => Check::ok(
+            ID,
+            format!(
+                "AWS_EC2_METADATA_V1_DISABLED={:?}: not \"true\"; SDKs fall back to IMDSv1 when the token request fails",
+                short(v)
+            ),
+        ),
+        None => Check::ok(
+            ID,
+            "not set: SDKs fall back to IMDSv1 when the token request fails",
+        ),
+    }
+}
+
+fn endpoint_check(env: &EnvView, flag: Option<&str>, probed: &str) -> Check {
+    const ID: CheckId = CheckId::SdkImdsEndpoint;
+    let endpoint = env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    let mode = env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
+    let probed_other = match flag {
+        Some(_) => format!(" (this check probed --imds.endpoint {probed} instead)"),
+        None => String::new(),
+    };
+    if let Some(e) = endpoint {
+        let e = e.trim();
+        let valid = reqwest::Url::parse(e).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
+        });
+        if !valid {
+            return Check::fail(
+                ID,
+                format!("AWS_EC2_METADATA_SERVICE_ENDPOINT={:?}", short(e)),
+            )
+            .cause(
+                "Not a URL: botocore raises InvalidIMDSEndpointError when it builds the \
+                 instance-profile provider, so clients cannot be created.",
+            )
+            .fix("$ unset AWS_EC2_METADATA_SERVICE_ENDPOINT");
+        }
+        if e.trim_end_matches('/') == DEFAULT_IMDS_ENDPOINT
+            || e.trim_end_matches('/') == IMDS_IPV6_ENDPOINT
+        {
+            return Check::ok(
+                ID,
+                format!("AWS_EC2_METADATA_SERVICE_ENDPOINT={e}: the standard endpoint"),
+            );
+        }
+        return Check::warn(
+            ID,
+            format!("AWS_EC2_METADATA_SERVICE_ENDPOINT={e}: SDKs send IMDS requests there{probed_other}"),
+        )
+        .cause(
+            "The variable replaces 169.254.169.254 for every SDK in this environment. It is meant \
+             for IMDS emulators and tests; on a real node it is usually a leftover, and SDKs then \
+             get their credentials from whatever answers there.",
+        )
+        .fix("If it is not intended, remove it where it is set:\n$ unset AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    }
+    match mode {
+        None => Check::ok(ID, format!("no override: SDKs use {DEFAULT_IMDS_ENDPOINT}")),
+        Some(m) if m.eq_ignore_ascii_case("ipv4") => Check::ok(
+            ID,
+            format!("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv4: SDKs use {DEFAULT_IMDS_ENDPOINT}"),
+        ),
+        Some(m) if m.eq_ignore_ascii_case("ipv6") => Check::warn(
+            ID,
+            format!(
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE={m}: SDKs use {IMDS_IPV6_ENDPOINT}{probed_other}"
+            ),
+        )
+        .cause(
+            "The IPv6 IMDS endpoint answers only on Nitro instances whose metadata options enable \
+             it (HttpProtocolIpv6=enabled) and only over an IPv6 route; elsewhere SDKs time out.",
+        )
+        .fix(
+            "Enable it, or remove the variable:\n$ aws ec2 modify-instance-metadata-options \
+             --instance-id <instance-id> --http-protocol-ipv6 enabled\n$ unset \
+             AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+        ),
+        Some(m) => Check::fail(
+            ID,
+            format!("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE={:?}", short(m)),
+        )
+        .cause(
+            "Neither IPv4 nor IPv6: botocore raises InvalidIMDSEndpointModeError when it builds \
+             the instance-profile provider, so clients cannot be created.",
+        )
+        .fix("$ unset AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"),
+    }
+}
+
+fn timeout_check(sdk: &SdkSettings) -> Check {
+    const ID: CheckId = CheckId::SdkImdsTimeout;
+    const T: &str = "AWS_METADATA_SERVICE_TIMEOUT";
+    const N: &str = "AWS_METADATA_SERVICE_NUM_ATTEMPTS";
+    let describe = |name: &str, s: &IntSetting| match s {
+        IntSetting::Unset => None,
+        IntSetting::Valid(n) => Some(format!("{name}={n}")),
+        IntSetting::Invalid(v) => Some(format!("{name}={v:?}")),
+    };
+    let set: Vec<String> = [
+        describe(T, &sdk.timeout_setting),
+        describe(N, &sdk.attempts_setting),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let value = if set.is_empty() {
+        format!("{T} and {N} not set")
+    } else {
+        set.join(", ")
+    };
+    let mut problems = Vec::new();
+    for (name, setting) in [(T, &sdk.timeout_setting), (N, &sdk.attempts_setting)] {
+        match setting {
+            IntSetting::Invalid(_) => problems.push(format!(
+                "{name} is not a whole number: botocore reads it with int() and raises ValueError \
+                 whenever a client is created."
+            )),
+            IntSetting::Valid(n) if *n < 1 => problems.push(if name == T {
+                format!("{name}={n}: botocore's IMDS requests time out at once (urllib3 refuses a timeout of 0 or less).")
+            } else {
+                format!("{name}={n}: botocore makes no IMDS request at all and finds no instance credentials.")
+            }),
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        Check::ok(
+            ID,
+            format!(
+                "{value}: botocore waits {} s per IMDS request, {} attempt{}",
+                sdk.timeout.as_secs(),
+                sdk.attempts,
+                if sdk.attempts == 1 { "" } else { "s" }
+            ),
+        )
+    } else {
+        Check::fail(ID, value)
+            .cause(problems.join(" "))
+            .fix(format!(
+                "Use whole seconds and at least one attempt, e.g.\n$ export {T}=2 {N}=2"
+            ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxies
+// ---------------------------------------------------------------------------------------------
+
+/// A proxy-related variable's name and value.
+type Var<'a> = (&'static str, &'a str);
+
+/// Python's `urllib.request.getproxies_environment`: the lowercase variable wins, and a
+/// lowercase variable set to the empty string removes the uppercase one.
+fn python_var<'a>(env: &EnvView<'a>, upper: &'static str, lower: &'static str) -> Option<Var<'a>> {
+    match env.raw(lower) {
+        Some("") => None,
+        Some(v) => Some((lower, v)),
+        None => env.get(upper).map(|v| (upper, v)),
+    }
+}
+
+/// Go's `golang.org/x/net/http/httpproxy.FromEnvironment`: the first non-empty of the
+/// uppercase and the lowercase variable.
+fn go_var<'a>(env: &EnvView<'a>, upper: &'static str, lower: &'static str) -> Option<Var<'a>> {
+    env.get(upper)
+        .map(|v| (upper, v))
+        .or_else(|| env.get(lower).map(|v| (lower, v)))
+}
+
+/// Python's `proxy_bypass_environment(netloc)`: `*`, or an entry equal to the host (with or
+/// without port), or a suffix after a dot. No CIDR: botocore's own comment says it does not
+/// support IP ranges in no_proxy.
+pub fn python_bypasses(no_proxy: &str, host: &str, netloc: &str) -> bool {
+    if no_proxy == "*" {
+        return true;
+    }
+    let host = host.to_ascii_lowercase();
+    let netloc = netloc.to_ascii_lowercase();
+    no_proxy.split(',').any(|name| {
+        let name = name.trim().trim_start_matches('.').to_ascii_lowercase();
+        if name.is_empty() {
+            return false;
+        }
+        if host == name || netloc == name {
+            return true;
+        }
+        let dotted = format!(".{name}");
+        host.ends_with(&dotted) || netloc.ends_with(&dotted)
+    })
+}
+
+/// Go's `httpproxy` `useProxy`, negated: loopback and `localhost` never go through a proxy;
+/// entries are `*`, CIDRs, IPs (optionally with a port) or domain suffixes.
+pub fn go_bypasses(no_proxy: &str, host: &str, port: u16) -> bool {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    if host == "localhost" || ip.is_some_and(|ip| ip.is_loopback()) {
+        return true;
+    }
+    let port = port.to_string();
+    no_proxy.split(',').any(|entry| {
+        let entry = entry.trim().to_ascii_lowercase();
+        if entry.is_empty() {
+            return false;
+        }
+        if entry == "*" {
+            return true;
+        }
+        if let Some((net, bits)) = entry.split_once('/') {
+            return match (net.parse::<std::net::IpAddr>(), bits.parse::<u8>(), ip) {
+                (Ok(net), Ok(bits), Some(ip)) => cidr_contains(net, bits, ip),
+                _ => false,
+            };
+        }
+        let (ehost, eport) = split_host_port(&entry);
+        if eport.is_some_and(|p| p != port) {
+            return false;
+        }
+        if let Ok(eip) = ehost.parse::<std::net::IpAddr>() {
+            return ip == Some(eip);
+        }
+        let ehost = ehost.strip_prefix('*').unwrap_or(ehost);
+        if let Some(suffix) = ehost.strip_prefix('.') {
+            host.ends_with(&format!(".{suffix}"))
+        } else {
+            host == ehost || host.ends_with(&format!(".{ehost}"))
+        }
+    })
+}
+
+fn split_host_port(entry: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = entry.strip_prefix('[') {
+        return match rest.split_once("]:") {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest.trim_end_matches(']'), None),
+        };
+    }
+    match entry.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
+        _ => (entry, None),
+    }
+}
+
+fn cidr_contains(net: std::net::IpAddr, bits: u8, ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr::*;
+    match (net, ip) {
+        (V4(n), V4(i)) if bits <= 32 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(n) & mask == u32::from(i) & mask
+        }
+        (V6(n), V6(i)) if bits <= 128 => {
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(n) & mask == u128::from(i) & mask
+        }
+        _ => false,
+    }
+}
+
+/// A proxy URL fit to print: user information (`user:password@`) replaced by `***@`.
+pub fn redact_proxy(value: &str) -> String {
+    let (scheme, rest) = match value.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), value),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => format!("***@{}", &authority[at + 1..]),
+        None => authority.to_string(),
+    };
+    short(&format!("{scheme}{authority}{path}"))
+}
+
+fn proxy_check(env: &EnvView, endpoint: &str) -> Check {
+    const ID: CheckId = CheckId::SdkProxy;
+    let url = reqwest::Url::parse(endpoint).ok();
+    let host = url
+        .as_ref()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| "169.254.169.254".into());
+    let netloc = match url.as_ref().and_then(|u| u.port()) {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
+    let port = url
+        .as_ref()
+        .and_then(|u| u.port_or_known_default())
+        .unwrap_or(80);
+    let bare_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+
+    let py_proxy = python_var(env, "HTTP_PROXY", "http_proxy");
+    let go_proxy = go_var(env, "HTTP_PROXY", "http_proxy");
+    let py_no = python_var(env, "NO_PROXY", "no_proxy");
+    let go_no = go_var(env, "NO_PROXY", "no_proxy");
+    let https_only = env.get("HTTPS_PROXY").or(env.get("https_proxy")).is_some()
+        && py_proxy.is_none()
+        && go_proxy.is_none();
+
+    let py_proxied =
+        py_proxy.is_some() && !python_bypasses(py_no.map_or("", |v| v.1), &host, &netloc);
+    // Go never proxies loopback, whatever NO_PROXY says, so the list is consulted even when empty.
+    let go_proxied = go_proxy.is_some() && !go_bypasses(go_no.map_or("", |v| v.1), &host, port);
+
+    let show = |v: Option<Var>| v.map(|(n, val)| format!("{n}={}", redact_proxy(val)));
+    let show_no = |v: Option<Var>| v.map(|(n, val)| format!("{n}={}", short(val)));
+    let mut settings: Vec<String> = Vec::new();
+    for s in [
+        show(py_proxy),
+        show(go_proxy),
+        show_no(py_no),
+        show_no(go_no),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !settings.contains(&s) {
+            settings.push(s);
+        }
+    }
+
+    if py_proxy.is_none() && go_proxy.is_none() {
+        return Check::ok(
+            ID,
+            if https_only {
+                "no http proxy (HTTPS_PROXY is set, but IMDS is plain http: it does not apply)"
+                    .to_string()
+            } else {
+                "no http proxy in the environment".to_string()
+            },
+        );
+    }
+    let settings = settings.join(", ");
+    if !py_proxied && !go_proxied {
+        return Check::ok(
+            ID,
+            format!("{settings}: the no-proxy list covers {bare_host}, IMDS goes direct"),
+        );
+    }
+    let who = match (py_proxied, go_proxied) {
+        (true, true) => "botocore (boto3, the AWS CLI) and Go SDK clients",
+        (true, false) => "botocore (boto3, the AWS CLI) clients",
+        _ => "Go SDK clients",
+    };
+    let mut cause = format!(
+        "{who} send IMDS requests, which are plain http, to the proxy unless the no-proxy list \
+         matches {bare_host}. The proxy cannot reach this instance's link-local IMDS (or \
+         answers with its own host's), so SDKs get no credentials (\"Unable to locate \
+         credentials\"). The Rust and Java v2 SDKs never proxy IMDS."
+    );
+    let some_no_proxy = py_no.is_some() || go_no.is_some();
+    if some_no_proxy && (py_proxied != go_proxied || py_no.map(|v| v.0) != go_no.map(|v| v.0)) {
+        cause.push_str(
+            " The two families read the variables differently: botocore prefers no_proxy to \
+             NO_PROXY and matches names and suffixes only (a CIDR such as 169.254.0.0/16 does not \
+             match); Go prefers NO_PROXY and understands CIDRs.",
+        );
+    }
+    Check::warn(
+        ID,
+        format!("{settings}: IMDS traffic of {who} goes to the proxy"),
+    )
+    .cause(cause)
+    .fix(format!(
+        "Add the IMDS address to both spellings, where the proxy variables are set:\n$ export \
+             NO_PROXY={bare_host},$NO_PROXY no_proxy={bare_host},$no_proxy"
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The credential provider chain
+// ---------------------------------------------------------------------------------------------
+
+/// The places an SDK looks for credentials, in botocore's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialSource {
+    Environment,
+    AssumeRoleProfile,
+    WebIdentity,
+    Sso,
+    SharedCredentialsFile,
+    CredentialProcess,
+    ConfigFile,
+    Container,
+    InstanceProfile,
+}
+
+impl CredentialSource {
+    pub fn describe(self) -> &'static str {
+        match self {
+            CredentialSource::Environment => "environment variables",
+            CredentialSource::AssumeRoleProfile => "an assume-role profile",
+            CredentialSource::WebIdentity => "web identity (IRSA)",
+            CredentialSource::Sso => "an SSO profile",
+            CredentialSource::SharedCredentialsFile => "the shared credentials file",
+            CredentialSource::CredentialProcess => "a credential_process",
+            CredentialSource::ConfigFile => "keys in the config file",
+            CredentialSource::Container => "container credentials (ECS, EKS Pod Identity)",
+            CredentialSource::InstanceProfile => "the instance profile (IMDS)",
+        }
+    }
+}
+
+/// One source found, with where (names and paths only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub source: CredentialSource,
+    pub detail: String,
+}
+
+/// What the chain looks like here.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Chain {
+    /// Sources present, in chain order.
+    pub found: Vec<Found>,
+    /// Configurations that make SDKs raise before any source is used: (value, cause, fix).
+    pub broken: Vec<(String, String, String)>,
+    /// Files that exist but could not be read (the SDK, running as another user, may).
+    pub unreadable: Vec<String>,
+    /// The profile in force and whether it was named explicitly.
+    pub profile: String,
+}
+
+impl Chain {
+    pub fn first_source(&self) -> Option<&Found> {
+        self.found.first()
+    }
+}
+
+/// One profile section: key names with a non-empty value, and `credential_source` (a closed
+/// set of words, safe to print). Values are never kept.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Section {
+    keys: BTreeSet<String>,
+    credential_source: Option<String>,
+}
+
+impl Section {
+    fn has(&self, key: &str) -> bool {
+        self.keys.contains(key)
+    }
+}
+
+/// Parses an AWS shared config (`config_style`: `[default]`, `[profile NAME]`) or credentials
+/// file (`[NAME]`) into sections. Indented lines (nested settings) and comments are skipped.
+fn parse_ini(text: &str, config_style: bool) -> BTreeMap<String, Section> {
+    let mut sections: BTreeMap<String, Section> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let line = line.trim();
+        if line.is_empty() || line.starts_with(['#', ';']) {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let name = name.trim();
+            current = if config_style {
+                if name == "default" {
+                    Some("default".into())
+                } else {
+                    name.strip_prefix("profile ").map(|p| p.trim().to_string())
+                }
+            } else {
+                Some(name.to_string())
+            };
+            if let Some(c) = &current {
+                sections.entry(c.clone()).or_default();
+            }
+            continue;
+        }
+        let (Some(section), Some((key, value))) = (&current, line.split_once('=')) else {
+            continue;
+        };
+        let key = key.trim().to_ascii_lowercase();
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        let s = sections.entry(section.clone()).or_default();
+        if key == "credential_source"
+            && value.len() <= 32
+            && value.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            s.credential_source = Some(value.to_string());
+        }
+        s.keys.insert(key);
+    }
+    sections
+}
+
+enum FileState {
+    Missing,
+    Unreadable(String),
+    Parsed(BTreeMap<String, Section>),
+}
+
+fn load(path: &Path, config_style: bool) -> FileState {
+    match std::fs::read_to_string(path) {
+        Ok(text) => FileState::Parsed(parse_ini(&text, config_style)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileState::Missing,
+        Err(e) => FileState::Unreadable(e.kind().to_string()),
+    }
+}
+
+/// Works out which credential sources are configured, in chain order.
+pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
+    let mut chain = Chain::default();
+    let explicit_profile = env
+        .get("AWS_PROFILE")
+        .map(|p| ("AWS_PROFILE", p))
+        .or_else(|| {
+            env.get("AWS_DEFAULT_PROFILE")
+                .map(|p| ("AWS_DEFAULT_PROFILE", p))
+        });
+    let profile = explicit_profile.map_or("default", |(_, p)| p).to_string();
+    chain.profile = profile.clone();
+
+    let creds_path = env
+        .get("AWS_SHARED_CREDENTIALS_FILE")
+        .map(|p| env.path(p))
+        .or_else(|| env.home.map(|h| h.join(".aws/credentials")));
+    let config_path = env
+        .get("AWS_CONFIG_FILE")
+        .map(|p| env.path(p))
+        .or_else(|| env.home.map(|h| h.join(".aws/config")));
+    let mut read = |path: &Option<PathBuf>, config_style: bool| match path {
+        None => None,
+        Some(p) => match load(p, config_style) {
+            FileState::Missing => None,
+            FileState::Unreadable(why) => {
+                chain.unreadable.push(format!("{} ({why})", p.display()));
+                None
+            }
+            FileState::Parsed(s) => Some(s),
+        },
+    };
+    let creds = read(&creds_path, false);
+    let config = read(&config_path, true);
+    let empty = Section::default();
+    let in_creds = creds.as_ref().and_then(|c| c.get(&profile));
+    let in_config = config.as_ref().and_then(|c| c.get(&profile));
+    let creds_section = in_creds.unwrap_or(&empty);
+    let config_section = in_config.unwrap_or(&empty);
+    // botocore merges the credentials file's profiles into the config's.
+    let merged = Section {
+        keys: creds_section
+            .keys
+            .union(&config_section.keys)
+            .cloned()
+            .collect(),
+        credential_source: config_section
+            .credential_source
+            .clone()
+            .or_else(|| creds_section.credential_source.clone()),
+    };
+    let display = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map_or_else(|| "<no home directory>".into(), |p| p.display().to_string())
+    };
+    let profile_ref = format!("profile [{profile}]");
+
+    if let Some((var, name)) = explicit_profile
+        && in_creds.is_none()
+        && in_config.is_none()
+    {
+        chain.broken.push((
+            format!("{var}={name}, but no such profile"),
+            format!(
+                "Neither {} nor {} has a profile named {name:?}: botocore raises ProfileNotFound \
+                 whenever a client is created, before any credential source is tried.",
+                display(&creds_path),
+                display(&config_path)
+            ),
+            format!("Unset the variable, or create the profile:\n$ unset {var}"),
+        ));
+    }
+
+    // 1. Environment.
+    if env.get("AWS_ACCESS_KEY_ID").is_some() {
+        if env.get("AWS_SECRET_ACCESS_KEY").is_some() {
+            let mut vars = vec!["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
+            if env.get("AWS_SESSION_TOKEN").is_some() {
+                vars.push("AWS_SESSION_TOKEN");
+            }
+            chain.found.push(Found {
+                source: CredentialSource::Environment,
+                detail: format!("{} set", vars.join(", ")),
+            });
+        } else {
+            chain.broken.push((
+                "AWS_ACCESS_KEY_ID set without AWS_SECRET_ACCESS_KEY".into(),
+                "botocore's environment provider raises PartialCredentialsError when it finds an \
+                 access key id without a secret key: clients fail instead of moving on to the \
+                 instance profile."
+                    .into(),
+                "Remove the stray variable where it is set:\n$ unset AWS_ACCESS_KEY_ID \
+                 AWS_SESSION_TOKEN"
+                    .into(),
+            ));
+        }
+    }
+    // 2. Assume-role profile (role_arn with a source; with a token file it is web identity).
+    if merged.has("role_arn")
+        && !merged.has("web_identity_token_file")
+        && (merged.has("source_profile") || merged.has("credential_source"))
+    {
+        let via = match &merged.credential_source {
+            Some(s) => format!("credential_source = {s}"),
+            None => "source_profile".into(),
+        };
+        chain.found.push(Found {
+            source: CredentialSource::AssumeRoleProfile,
+            detail: format!("role_arn with {via} in {profile_ref}"),
+        });
+    }
+    // 3. Web identity.
+    let env_web =
+        env.get("AWS_WEB_IDENTITY_TOKEN_FILE").is_some() && env.get("AWS_ROLE_ARN").is_some();
+    if env_web {
+        chain.found.push(Found {
+            source: CredentialSource::WebIdentity,
+            detail: "AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN set".into(),
+        });
+    } else if merged.has("web_identity_token_file") && merged.has("role_arn") {
+        chain.found.push(Found {
+            source: CredentialSource::WebIdentity,
+            detail: format!("web_identity_token_file in {profile_ref}"),
+        });
+    }
+    // 4. SSO.
+    if merged.has("sso_start_url") || merged.has("sso_session") {
+        chain.found.push(Found {
+            source: CredentialSource::Sso,
+            detail: format!("sso settings in {profile_ref}"),
+        });
+    }
+    // 5. Shared credentials file.
+    if creds_section.has("aws_access_key_id") {
+        let path = display(&creds_path);
+        if creds_section.has("aws_secret_access_key") {
+            chain.found.push(Found {
+                source: CredentialSource::SharedCredentialsFile,
+                detail: format!("aws_access_key_id in [{profile}] of {path}"),
+            });
+        } else {
+            chain.broken.push((
+                format!("aws_access_key_id without aws_secret_access_key in [{profile}] of {path}"),
+                "botocore raises PartialCredentialsError for a profile with an access key id and \
+                 no secret key: clients fail instead of moving on to the instance profile."
+                    .into(),
+                format!("Complete or remove the [{profile}] section of {path}."),
+            ));
+        }
+    }
+    // 6. credential_process.
+    if merged.has("credential_process") {
+        chain.found.push(Found {
+            source: CredentialSource::CredentialProcess,
+            detail: format!("credential_process in {profile_ref}"),
+        });
+    }
+    // 7. Keys in the config file.
+    if config_section.has("aws_access_key_id") && config_section.has("aws_secret_access_key") {
+        chain.found.push(Found {
+            source: CredentialSource::ConfigFile,
+            detail: format!(
+                "aws_access_key_id in {profile_ref} of {}",
+                display(&config_path)
+            ),
+        });
+    }
+    // 8. Container credentials.
+    for var in [
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ] {
+        if env.get(var).is_some() {
+            chain.found.push(Found {
+                source: CredentialSource::Container,
+                detail: format!("{var} set"),
+            });
+            break;
+        }
+    }
+    // 9. The instance profile.
+    if !imds_disabled {
+        chain.found.push(Found {
+            source: CredentialSource::InstanceProfile,
+            detail: String::new(),
+        });
+    }
+    chain
+}
+
+fn credential_source_check(chain: &Chain) -> Check {
+    const ID: CheckId = CheckId::SdkCredentialSource;
+    let also = |skip: usize| {
+        let rest: Vec<String> = chain
+            .found
+            .iter()
+            .skip(skip)
+            .map(|f| {
+                if f.detail.is_empty() {
+                    f.source.describe().to_string()
+                } else {
+                    format!("{} ({})", f.source.describe(), f.detail)
+                }
+            })
+            .collect();
+        if rest.is_empty() {
+            String::new()
+        } else {
+            format!(" Later in the chain: {}.", rest.join("; "))
+        }
+    };
+    let unreadable = if chain.unreadable.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Not readable by this check: {} (an SDK running as another user may read it).",
+            chain.unreadable.join(", ")
+        )
+    };
+    if let Some((value, cause, fix)) = chain.broken.first() {
+        let mut cause = cause.clone();
+        for (v, c, _) in chain.broken.iter().skip(1) {
+            cause.push_str(&format!(" Also: {v}: {c}"));
+        }
+        return Check::fail(ID, value.clone()).cause(cause).fix(fix.clone());
+    }
+    let Some(first) = chain.first_source() else {
+        return Check::fail(ID, "no credential source at all")
+            .cause(format!(
+                "Nothing in the chain is configured and AWS_EC2_METADATA_DISABLED=true removes the \
+                 instance profile: SDKs raise \"Unable to locate credentials\".{unreadable}"
+            ))
+            .fix("$ unset AWS_EC2_METADATA_DISABLED");
+    };
+    if first.source == CredentialSource::InstanceProfile {
+        let mut c = Check::ok(
+            ID,
+            "the instance profile (IMDS): nothing earlier in the chain is configured",
+        );
+        if !unreadable.is_empty() {
+            c.value
+                .push_str(&format!(" (unreadable: {})", chain.unreadable.join(", ")));
+        }
+        return c;
+    }
+    let fix = match first.source {
+        CredentialSource::Environment => "If the instance role should be used, remove the keys where they are set (the pod spec, a Secret, the service unit, /etc/environment, a shell profile):\n$ unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN".to_string(),
+        CredentialSource::WebIdentity | CredentialSource::Container => "If this is IRSA, EKS Pod Identity or an ECS task role, it is intended: the IMDS results above describe the node, not this process. Otherwise remove the variables from the pod or task definition.".to_string(),
+        CredentialSource::SharedCredentialsFile | CredentialSource::ConfigFile => format!("If the instance role should be used, delete the keys from [{}] (or point AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE elsewhere).", chain.profile),
+        _ => format!("If the instance role should be used, remove those settings from [{}], or select another profile with AWS_PROFILE.", chain.profile),
+    };
+    Check::warn(
+        ID,
+        format!(
+            "{} ({}): used before the instance profile",
+            first.source.describe(),
+            first.detail
+        ),
+    )
+    .cause(format!(
+        "SDKs take the first source in the chain (environment, assume-role profile, web \
+         identity, SSO, shared credentials file, credential_process, config file, container, \
+         instance profile) and never look further: applications in this environment do not use \
+         the instance role the IMDS checks describe.{}{unreadable}",
+        also(1)
+    ))
+    .fix(fix)
+}
+
+/// A value from the environment cut to a printable length.
+fn short(v: &str) -> String {
+    let cut: String = v.chars().filter(|c| !c.is_control()).take(120).collect();
+    if cut.len() < v.len() {
+        format!("{cut}...")
+    } else {
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Status;
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_endpoint_resolves_like_an_sdk() {
+        // (--imds.endpoint, variables, endpoint)
+        type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            (None, &[], "http://169.254.169.254"),
+            (
+                Some("http://127.0.0.1:1"),
+                &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://x")],
+                "http://127.0.0.1:1",
+            ),
+            (
+                None,
+                &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://x:1")],
+                "http://x:1",
+            ),
+            (
+                None,
+                &[("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "IPv6")],
+                IMDS_IPV6_ENDPOINT,
+            ),
+            (
+                None,
+                &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", "")],
+                "http://169.254.169.254",
+            ),
+        ];
+        for (flag, env, want) in cases {
+            let v = vars(env);
+            assert_eq!(
+                resolve_imds_endpoint(*flag, &EnvView::new(&v, None)),
+                *want,
+                "{flag:?} {env:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn python_no_proxy_matching_is_by_name_and_suffix() {
+        let host = "169.254.169.254";
+        for (no_proxy, want) in [
+            ("169.254.169.254", true),
+            ("localhost, 169.254.169.254", true),
+            (".169.254", true),
+            ("*", true),
+            ("169.254.0.0/16", false),
+            ("169.254.169.25", false),
+            ("example.com", false),
+            ("", false),
+        ] {
+            assert_eq!(python_bypasses(no_proxy, host, host), want, "{no_proxy:?}");
+        }
+    }
+
+    #[test]
+    fn go_no_proxy_matching_understands_cidrs_and_loopback() {
+        for (no_proxy, host, port, want) in [
+            ("169.254.169.254", "169.254.169.254", 80, true),
+            ("169.254.0.0/16", "169.254.169.254", 80, true),
+            ("10.0.0.0/8", "169.254.169.254", 80, false),
+            ("169.254.169.254:8080", "169.254.169.254", 80, false),
+            ("169.254.169.254:80", "169.254.169.254", 80, true),
+            ("", "127.0.0.1", 1338, true),
+            (".internal", "imds.internal", 80, true),
+            ("internal", "internal", 80, true),
+            ("*", "169.254.169.254", 80, true),
+            ("fd00:ec2::254", "[fd00:ec2::254]", 80, true),
+        ] {
+            assert_eq!(
+                go_bypasses(no_proxy, host, port),
+                want,
+                "{no_proxy:?} {host}"
+            );
+        }
+    }
+
+    #[test]
+    fn proxy_user_information_is_redacted() {
+        assert_eq!(
+            redact_proxy("http://user:hunter2@proxy:3128"),
+            "http://***@proxy:3128"
+        );
+        assert_eq!(redact_proxy("proxy:3128"), "proxy:3128");
+        assert_eq!(
+            redact_proxy("http://a@b@proxy:3128/x"),
+            "http://***@proxy:3128/x"
+        );
+    }
+
+    #[test]
+    fn proxy_variables_are_read_as_each_sdk_family_reads_them() {
+        let check = |env: &[(&str, &str)]| {
+            let v = vars(env);
+            proxy_check(&EnvView::new(&v, None), "http://169.254.169.254")
+        };
+        assert_eq!(check(&[]).status, Status::Ok);
+        let c = check(&[("HTTPS_PROXY", "http://p:1")]);
+        assert_eq!(c.status, Status::Ok);
+        assert!(c.value.contains("does not apply"), "{}", c.value);
+        let c = check(&[("HTTP_PROXY", "http://p:1")]);
+        assert_eq!(c.status, Status::Warn);
+        assert!(
+            c.value.contains("botocore") && c.value.contains("Go"),
+            "{}",
+            c.value
+        );
+        assert!(c.fix.unwrap().contains("NO_PROXY=169.254.169.254"));
+        let c = check(&[
+            ("HTTP_PROXY", "http://p:1"),
+            ("NO_PROXY", "169.254.169.254"),
+        ]);
+        assert_eq!(c.status, Status::Ok, "{}", c.value);
+        // A CIDR: Go bypasses, botocore does not.
+        let c = check(&[("http_proxy", "http://p:1"), ("no_proxy", "169.254.0.0/16")]);
+        assert_eq!(c.status, Status::Warn);
+        assert!(
+            c.value.contains("botocore") && !c.value.contains("Go"),
+            "{}",
+            c.value
+        );
+        // botocore prefers the lowercase variable; Go the uppercase one.
+        let c = check(&[
+            ("HTTP_PROXY", "http://p:1"),
+            ("NO_PROXY", "169.254.169.254"),
+            ("no_proxy", "localhost"),
+        ]);
+        assert_eq!(c.status, Status::Warn);
+        assert!(
+            c.value.contains("botocore") && !c.value.contains("Go"),
+            "{}",
+            c.value
+        );
+        // An empty lowercase variable unsets the proxy for Python only.
+        let c = check(&[("HTTP_PROXY", "http://p:1"), ("http_proxy", "")]);
+        assert!(
+            !c.value.contains("botocore") && c.value.contains("Go"),
+            "{}",
+            c.value
+        );
+    }
+
+    #[test]
+    fn the_ini_reader_keeps_key_names_only() {
+        let text = "[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key=wJalr/SECRET\n\
+                    # comment\n[profile dev]\nrole_arn = arn:aws:iam::1:role/x\ncredential_source = Ec2InstanceMetadata\n\
+                    s3 =\n  max_concurrent_requests = 10\n[sso-session x]\nsso_start_url = u\n";
+        let config = parse_ini(text, true);
+        assert!(config["default"].has("aws_access_key_id"));
+        assert!(config["dev"].has("role_arn"));
+        assert_eq!(
+            config["dev"].credential_source.as_deref(),
+            Some("Ec2InstanceMetadata")
+        );
+        assert!(!config["dev"].has("max_concurrent_requests"));
+        assert!(!config.contains_key("x") && !config.contains_key("sso-session x"));
+        assert!(!format!("{config:?}").contains("SECRET"));
+        let creds = parse_ini("[profile dev]\naws_access_key_id=A\n", false);
+        assert!(creds.contains_key("profile dev"));
+    }
+
+    #[test]
+    fn timeout_settings_are_read_as_botocore_reads_them() {
+        let settings = |env: &[(&str, &str)]| {
+            let v = vars(env);
+            SdkSettings::from_env(&EnvView::new(&v, None))
+        };
+        let s = settings(&[]);
+        assert_eq!((s.timeout, s.attempts), (Duration::from_secs(1), 1));
+        assert_eq!(timeout_check(&s).status, Status::Ok);
+        let s = settings(&[
+            ("AWS_METADATA_SERVICE_TIMEOUT", "3"),
+            ("AWS_METADATA_SERVICE_NUM_ATTEMPTS", " 2 "),
+        ]);
+        assert_eq!((s.timeout, s.attempts), (Duration::from_secs(3), 2));
+        let c = timeout_check(&s);
+        assert_eq!(c.status, Status::Ok);
+        assert!(
+            c.value.contains("AWS_METADATA_SERVICE_TIMEOUT=3"),
+            "{}",
+            c.value
+        );
+        for bad in [
+            ("AWS_METADATA_SERVICE_TIMEOUT", "1.5"),
+            ("AWS_METADATA_SERVICE_TIMEOUT", "0"),
+            ("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "0"),
+        ] {
+            let s = settings(&[bad]);
+            assert_eq!(s.timeout, Duration::from_secs(1));
+            assert_eq!(timeout_check(&s).status, Status::Fail, "{bad:?}");
+        }
+    }
+}

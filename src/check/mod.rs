@@ -1,0 +1,711 @@
+//! `imds_exporter check`: a one-shot diagnosis of the credentials an AWS SDK gets on this node
+//! (or in this pod), for the on-call engineer who has just seen "Unable to locate credentials"
+//! or `ExpiredToken`.
+//!
+//! Layout:
+//! - this file: the vocabulary (check ids, statuses, the verdict and its exit code), the
+//!   configuration, and the runner: the only I/O (the IMDS probe run once, a TCP connect, the
+//!   NTP queries, `adjtimex`, ethtool), whose observations go to the pure evaluators;
+//! - `imds`: IMDS observations to checks (hop-limit signature, role, `Code`, expiry, latency);
+//! - `node`: NTP offset, the kernel clock and link-local drops to checks;
+//! - `env`: the SDK environment (variables, shared config and credentials files) to checks;
+//!   it takes the variables and the home directory as arguments and never prints a secret;
+//! - `report`: the human and JSON renderings.
+//!
+//! Owns nothing the exporter uses: it reuses [`crate::probe::imds::ImdsProber`],
+//! [`crate::probe::ntp::query`] and the node readers of [`crate::collector`].
+
+pub mod env;
+pub mod imds;
+pub mod node;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::cli::{CheckArgs, DEFAULT_NTP_SERVER, OutputFormat, normalize_ntp_server};
+use crate::probe::imds::{ImdsConfig, ImdsProber};
+
+/// TTL of the one token the check asks for: it is used for a few seconds and then dropped.
+const CHECK_TOKEN_TTL_SECONDS: u32 = 60;
+
+/// Every check, in report order. The ids are a contract (`--output json`, docs/check.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckId {
+    ImdsReachable,
+    ImdsToken,
+    ImdsV1,
+    ImdsRole,
+    ImdsCredentials,
+    ImdsExpiry,
+    ImdsLatency,
+    ImdsInfo,
+    ImdsIdentity,
+    ClockNtp,
+    ClockKernel,
+    NetworkLinklocal,
+    SdkImdsDisabled,
+    SdkImdsV1Disabled,
+    SdkImdsEndpoint,
+    SdkImdsTimeout,
+    SdkProxy,
+    SdkCredentialSource,
+}
+
+impl CheckId {
+    pub const ALL: [CheckId; 18] = [
+        CheckId::ImdsReachable,
+        CheckId::ImdsToken,
+        CheckId::ImdsV1,
+        CheckId::ImdsRole,
+        CheckId::ImdsCredentials,
+        CheckId::ImdsExpiry,
+        CheckId::ImdsLatency,
+        CheckId::ImdsInfo,
+        CheckId::ImdsIdentity,
+        CheckId::ClockNtp,
+        CheckId::ClockKernel,
+        CheckId::NetworkLinklocal,
+        CheckId::SdkImdsDisabled,
+        CheckId::SdkImdsV1Disabled,
+        CheckId::SdkImdsEndpoint,
+        CheckId::SdkImdsTimeout,
+        CheckId::SdkProxy,
+        CheckId::SdkCredentialSource,
+    ];
+
+    /// The stable id, `group.name`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckId::ImdsReachable => "imds.reachable",
+            CheckId::ImdsToken => "imds.token",
+            CheckId::ImdsV1 => "imds.v1",
+            CheckId::ImdsRole => "imds.role",
+            CheckId::ImdsCredentials => "imds.credentials",
+            CheckId::ImdsExpiry => "imds.expiry",
+            CheckId::ImdsLatency => "imds.latency",
+            CheckId::ImdsInfo => "imds.info",
+            CheckId::ImdsIdentity => "imds.identity",
+            CheckId::ClockNtp => "clock.ntp",
+            CheckId::ClockKernel => "clock.kernel",
+            CheckId::NetworkLinklocal => "network.linklocal",
+            CheckId::SdkImdsDisabled => "sdk.imds_disabled",
+            CheckId::SdkImdsV1Disabled => "sdk.imds_v1_disabled",
+            CheckId::SdkImdsEndpoint => "sdk.imds_endpoint",
+            CheckId::SdkImdsTimeout => "sdk.imds_timeout",
+            CheckId::SdkProxy => "sdk.proxy",
+            CheckId::SdkCredentialSource => "sdk.credential_source",
+        }
+    }
+
+    /// What a person reads in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckId::ImdsReachable => "IMDS reachable",
+            CheckId::ImdsToken => "IMDSv2 token",
+            CheckId::ImdsV1 => "IMDSv1",
+            CheckId::ImdsRole => "IAM role attached",
+            CheckId::ImdsCredentials => "Credentials",
+            CheckId::ImdsExpiry => "Credential expiry",
+            CheckId::ImdsLatency => "IMDS latency",
+            CheckId::ImdsInfo => "Instance profile",
+            CheckId::ImdsIdentity => "Identity document",
+            CheckId::ClockNtp => "Clock offset (NTP)",
+            CheckId::ClockKernel => "Kernel clock sync",
+            CheckId::NetworkLinklocal => "Link-local drops",
+            CheckId::SdkImdsDisabled => "SDK IMDS switch",
+            CheckId::SdkImdsV1Disabled => "SDK IMDSv1 fallback",
+            CheckId::SdkImdsEndpoint => "SDK IMDS endpoint",
+            CheckId::SdkImdsTimeout => "SDK IMDS timeout",
+            CheckId::SdkProxy => "HTTP proxy",
+            CheckId::SdkCredentialSource => "Credential source",
+        }
+    }
+}
+
+/// How one check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Fine.
+    Ok,
+    /// A risk or a finding: nothing is broken yet (a failure under `--strict`).
+    Warn,
+    /// Breaks applications now or soon.
+    Fail,
+    /// Not applicable here, or depends on a step that failed; never changes the verdict.
+    Skip,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+            Status::Skip => "skip",
+        }
+    }
+}
+
+/// One line of the report: a status, what was measured, and when it is not fine, why and what
+/// to do. Values never contain a secret: the evaluators only ever see presence, names and
+/// timings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub id: CheckId,
+    pub status: Status,
+    pub value: String,
+    pub cause: Option<String>,
+    /// One or more lines; a line starting with `$ ` is a command to run.
+    pub fix: Option<String>,
+}
+
+impl Check {
+    pub fn new(id: CheckId, status: Status, value: impl Into<String>) -> Self {
+        Self {
+            id,
+            status,
+            value: value.into(),
+            cause: None,
+            fix: None,
+        }
+    }
+
+    pub fn ok(id: CheckId, value: impl Into<String>) -> Self {
+        Self::new(id, Status::Ok, value)
+    }
+
+    pub fn warn(id: CheckId, value: impl Into<String>) -> Self {
+        Self::new(id, Status::Warn, value)
+    }
+
+    pub fn fail(id: CheckId, value: impl Into<String>) -> Self {
+        Self::new(id, Status::Fail, value)
+    }
+
+    pub fn skip(id: CheckId, value: impl Into<String>) -> Self {
+        Self::new(id, Status::Skip, value)
+    }
+
+    pub fn cause(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    pub fn fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+/// The overall outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "fail",
+        }
+    }
+
+    /// 0 when nothing failed, 1 when something did. (2, "could not run", is an `Err` of
+    /// [`run`] and never a verdict.)
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Ok | Verdict::Warn => 0,
+            Verdict::Fail => 1,
+        }
+    }
+}
+
+/// Everything one check run found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The IMDS endpoint probed.
+    pub imds_endpoint: String,
+    /// The NTP servers queried, host:port.
+    pub ntp_servers: Vec<String>,
+    /// One entry per [`CheckId`], in [`CheckId::ALL`] order.
+    pub checks: Vec<Check>,
+}
+
+/// How many checks ended in each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub ok: usize,
+    pub warn: usize,
+    pub fail: usize,
+    pub skip: usize,
+}
+
+impl Report {
+    /// The check with this id (every id is present in a report from [`run`]).
+    pub fn get(&self, id: CheckId) -> Option<&Check> {
+        self.checks.iter().find(|c| c.id == id)
+    }
+
+    pub fn counts(&self) -> Counts {
+        let mut counts = Counts::default();
+        for c in &self.checks {
+            match c.status {
+                Status::Ok => counts.ok += 1,
+                Status::Warn => counts.warn += 1,
+                Status::Fail => counts.fail += 1,
+                Status::Skip => counts.skip += 1,
+            }
+        }
+        counts
+    }
+
+    /// `fail` if any check failed (or, with `strict`, warned), else `warn` if any warned.
+    pub fn verdict(&self, strict: bool) -> Verdict {
+        let counts = self.counts();
+        if counts.fail > 0 || (strict && counts.warn > 0) {
+            Verdict::Fail
+        } else if counts.warn > 0 {
+            Verdict::Warn
+        } else {
+            Verdict::Ok
+        }
+    }
+}
+
+/// The kernel's clock state as the check saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KernelReading {
+    Clock(crate::collector::clock::KernelClock),
+    /// `adjtimex` is blocked (seccomp without `CAP_SYS_TIME`).
+    NotPermitted,
+    Error(String),
+}
+
+/// The ENA `linklocal_allowance_exceeded` counters as the check saw them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinklocalReading {
+    /// Interfaces whose driver has the counter, with its value; empty when there is none.
+    Interfaces(Vec<(String, u64)>),
+    /// The interfaces could not even be listed.
+    Unavailable(String),
+}
+
+/// What the node views returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeReading {
+    pub kernel_clock: KernelReading,
+    pub linklocal: LinklocalReading,
+}
+
+/// Where the node views come from: this host, or (in tests) a fixed reading, so that a test's
+/// verdict does not depend on whether the machine running it has a synchronised clock.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeSource {
+    Host,
+    Fixed(NodeReading),
+}
+
+/// The configuration of one check run. The environment is an argument, not read from the
+/// process, so tests control exactly what the SDK-environment checks see.
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    /// `--imds.endpoint`; `None` resolves as an SDK would (see [`env::resolve_imds_endpoint`]).
+    pub imds_endpoint: Option<String>,
+    /// Deadline of each IMDS request.
+    pub imds_timeout: Duration,
+    /// `--ntp.server` values; empty means the Amazon Time Sync Service.
+    pub ntp_servers: Vec<String>,
+    pub ntp_timeout: Duration,
+    pub ntp_allow_public: bool,
+    /// The environment variables an SDK in this process would see.
+    pub env: BTreeMap<String, String>,
+    /// The home directory for `~/.aws/credentials` and `~/.aws/config`.
+    pub home: Option<PathBuf>,
+    pub node: NodeSource,
+}
+
+impl CheckConfig {
+    /// A configuration for the given IMDS endpoint and NTP server with an empty environment,
+    /// no home directory, and the host's node views.
+    pub fn new(imds_endpoint: impl Into<String>, ntp_server: impl Into<String>) -> Self {
+        Self {
+            imds_endpoint: Some(imds_endpoint.into()),
+            imds_timeout: Duration::from_secs(2),
+            ntp_servers: vec![ntp_server.into()],
+            ntp_timeout: Duration::from_secs(1),
+            ntp_allow_public: false,
+            env: BTreeMap::new(),
+            home: None,
+            node: NodeSource::Host,
+        }
+    }
+
+    /// The configuration `check` runs with: the flags, this process's environment and `$HOME`.
+    pub fn from_args(args: &CheckArgs) -> Self {
+        let env: BTreeMap<String, String> = std::env::vars_os()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        let home = env.get("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+        Self {
+            imds_endpoint: args.imds_endpoint.clone(),
+            imds_timeout: args.imds_timeout,
+            ntp_servers: args.ntp_servers.clone(),
+            ntp_timeout: args.ntp_timeout,
+            ntp_allow_public: args.ntp_allow_public,
+            env,
+            home,
+            node: NodeSource::Host,
+        }
+    }
+
+    /// The NTP servers to query, host:port.
+    pub fn ntp_servers(&self) -> Vec<String> {
+        if self.ntp_servers.is_empty() {
+            vec![DEFAULT_NTP_SERVER.to_string()]
+        } else {
+            self.ntp_servers
+                .iter()
+                .map(|s| normalize_ntp_server(s))
+                .collect()
+        }
+    }
+}
+
+/// Runs every probe once and evaluates everything. `Err` means the check could not run at all
+/// (a bad flag value); everything that goes wrong on the node is a check in the report.
+pub async fn run(config: &CheckConfig) -> Result<Report, String> {
+    if config.imds_timeout.is_zero() {
+        return Err("--imds.timeout must be greater than 0".into());
+    }
+    if config.ntp_timeout.is_zero() {
+        return Err("--ntp.timeout must be greater than 0".into());
+    }
+    let env_view = env::EnvView::new(&config.env, config.home.as_deref());
+    let endpoint = env::resolve_imds_endpoint(config.imds_endpoint.as_deref(), &env_view);
+    let mut prober = ImdsProber::new(ImdsConfig {
+        endpoint: endpoint.clone(),
+        timeout: config.imds_timeout,
+        token_ttl_seconds: CHECK_TOKEN_TTL_SECONDS,
+    })
+    .map_err(|e| e.to_string())?;
+    let endpoint = prober.config().endpoint.clone();
+    let servers = config.ntp_servers();
+    for s in &servers {
+        crate::probe::ntp::validate_server_name(s, config.ntp_allow_public)
+            .map_err(|e| format!("--ntp.server: {e}"))?;
+    }
+
+    let (imds_obs, ntp_obs) = tokio::join!(
+        observe_imds(&mut prober, &endpoint, config.imds_timeout),
+        observe_ntp(&servers, config.ntp_timeout)
+    );
+    let node_reading = match &config.node {
+        NodeSource::Host => read_host_node(),
+        NodeSource::Fixed(r) => r.clone(),
+    };
+
+    let now = Utc::now();
+    let sdk = env::SdkSettings::from_env(&env_view);
+    let offset = node::ntp_offset(&ntp_obs);
+    let mut checks = imds::evaluate(&imds_obs, &sdk, now, offset);
+    checks.push(node::ntp_check(&ntp_obs));
+    checks.push(node::kernel_check(&node_reading.kernel_clock));
+    checks.push(node::linklocal_check(&node_reading.linklocal));
+    checks.extend(env::evaluate(
+        &env_view,
+        config.imds_endpoint.as_deref(),
+        &endpoint,
+        &sdk,
+    ));
+    debug_assert_eq!(
+        checks.iter().map(|c| c.id).collect::<Vec<_>>(),
+        CheckId::ALL.to_vec()
+    );
+    Ok(Report {
+        imds_endpoint: endpoint,
+        ntp_servers: servers,
+        checks,
+    })
+}
+
+/// `imds_exporter check`: runs, prints, and returns the verdict's exit code.
+pub async fn run_cli(args: CheckArgs) -> Result<ExitCode, String> {
+    let config = CheckConfig::from_args(&args);
+    let report = run(&config).await?;
+    let verdict = report.verdict(args.strict);
+    let text = match args.output {
+        OutputFormat::Json => report::json(&report, args.strict),
+        OutputFormat::Human => {
+            // https://no-color.org: any non-empty NO_COLOR turns colour off.
+            let no_color_env = config.env.get("NO_COLOR").is_some_and(|v| !v.is_empty());
+            let colour = !args.no_color && !no_color_env && std::io::stdout().is_terminal();
+            report::human(&report, args.strict, colour)
+        }
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(ExitCode::from(verdict.exit_code()))
+}
+
+/// Why the TCP connection to IMDS could not be made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectFailure {
+    Timeout(Duration),
+    Failed(String),
+}
+
+/// What the IMDS side of one check run saw.
+#[derive(Debug)]
+pub struct ImdsObservation {
+    pub endpoint: String,
+    /// The deadline of each request.
+    pub deadline: Duration,
+    /// Time to open a TCP connection to the endpoint (resolution excluded).
+    pub connect: Result<Duration, ConnectFailure>,
+    pub run: crate::probe::imds::ImdsRun,
+    /// For the fixes' commands: from the identity document, or from a token-less GET when only
+    /// IMDSv1 answers (the hop-limit case).
+    pub instance_id: Option<String>,
+}
+
+async fn observe_imds(
+    prober: &mut ImdsProber,
+    endpoint: &str,
+    deadline: Duration,
+) -> ImdsObservation {
+    let connect = tcp_connect(endpoint, deadline).await;
+    let run = prober.run().await;
+    let mut instance_id = run.identity.as_ref().map(|i| i.instance_id.clone());
+    if instance_id.is_none() && run.v1_enabled == Some(true) {
+        instance_id = instance_id_without_token(endpoint, deadline).await;
+    }
+    ImdsObservation {
+        endpoint: endpoint.to_string(),
+        deadline,
+        connect,
+        run,
+        instance_id,
+    }
+}
+
+async fn tcp_connect(endpoint: &str, deadline: Duration) -> Result<Duration, ConnectFailure> {
+    let url = reqwest::Url::parse(endpoint).map_err(|e| ConnectFailure::Failed(e.to_string()))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| ConnectFailure::Failed("no host".into()))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    // host_str keeps an IPv6 literal's brackets, which is what "host:port" needs.
+    let target = format!("{host}:{port}");
+    let addr = tokio::time::timeout(deadline, tokio::net::lookup_host(target))
+        .await
+        .map_err(|_| ConnectFailure::Timeout(deadline))?
+        .map_err(|e| ConnectFailure::Failed(format!("cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| ConnectFailure::Failed(format!("{host} resolves to no address")))?;
+    let start = Instant::now();
+    match tokio::time::timeout(deadline, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_stream)) => Ok(start.elapsed()),
+        Ok(Err(e)) => Err(ConnectFailure::Failed(e.to_string())),
+        Err(_) => Err(ConnectFailure::Timeout(deadline)),
+    }
+}
+
+/// `GET /latest/meta-data/instance-id` without a token; only used when IMDSv1 answers and the
+/// identity document could not be had, so that a fix can name the instance.
+async fn instance_id_without_token(endpoint: &str, deadline: Duration) -> Option<String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(deadline)
+        .build()
+        .ok()?;
+    let resp = client
+        .get(format!("{endpoint}/latest/meta-data/instance-id"))
+        .send()
+        .await
+        .ok()?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return None;
+    }
+    let text = resp.text().await.ok()?;
+    let id = text.trim();
+    let valid = id.starts_with("i-")
+        && id.len() <= 32
+        && id[2..].chars().all(|c| c.is_ascii_alphanumeric());
+    valid.then(|| id.to_string())
+}
+
+/// One NTP server's answer (or failure).
+#[derive(Debug, Clone)]
+pub struct NtpObservation {
+    pub server: String,
+    pub result: Result<crate::probe::ntp::NtpSample, String>,
+}
+
+async fn observe_ntp(servers: &[String], timeout: Duration) -> Vec<NtpObservation> {
+    futures_util::future::join_all(servers.iter().map(|server| async move {
+        NtpObservation {
+            server: server.clone(),
+            result: crate::probe::ntp::query(server, timeout)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }))
+    .await
+}
+
+fn read_host_node() -> NodeReading {
+    use crate::collector::{clock, ethtool};
+    let kernel_clock = match clock::read() {
+        Ok(c) => KernelReading::Clock(c),
+        Err(clock::ClockError::NotPermitted) => KernelReading::NotPermitted,
+        Err(e) => KernelReading::Error(e.to_string()),
+    };
+    let linklocal = match ethtool::list_interfaces() {
+        Ok(names) => LinklocalReading::Interfaces(
+            names
+                .into_iter()
+                .filter_map(|name| {
+                    let stats = ethtool::read_stats(&name).ok()?;
+                    let linklocal = ethtool::allowance_counters(&stats).linklocal?;
+                    Some((name, linklocal))
+                })
+                .collect(),
+        ),
+        Err(e) => LinklocalReading::Unavailable(format!("cannot list interfaces: {e}")),
+    };
+    NodeReading {
+        kernel_clock,
+        linklocal,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formatting shared by the evaluators
+// ---------------------------------------------------------------------------------------------
+
+/// A request latency: `0.21 ms`, `12.3 ms`, `1.50 s`.
+pub fn fmt_latency(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
+}
+
+/// A deadline as given: `2s`, `500ms`.
+pub fn fmt_deadline(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// A span of whole seconds, for expiries: `5h 59m`, `14m 3s`, `45s`.
+pub fn fmt_span(seconds: i64) -> String {
+    let s = seconds.unsigned_abs();
+    let (h, m, sec) = (s / 3600, (s % 3600) / 60, s % 60);
+    if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {sec}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+/// A clock offset in seconds, with its sign spelled out.
+pub fn fmt_offset(seconds: f64) -> String {
+    let abs = seconds.abs();
+    let magnitude = if abs < 1.0 {
+        format!("{:.1} ms", abs * 1000.0)
+    } else {
+        format!("{abs:.1} s")
+    };
+    if seconds >= 0.0 {
+        format!("{magnitude} behind")
+    } else {
+        format!("{magnitude} ahead")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_grouped() {
+        let mut seen = std::collections::HashSet::new();
+        for id in CheckId::ALL {
+            assert!(seen.insert(id.as_str()), "{}", id.as_str());
+            let (group, name) = id.as_str().split_once('.').expect("group.name");
+            assert!(["imds", "clock", "network", "sdk"].contains(&group));
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()),
+                "{name}"
+            );
+        }
+    }
+
+    fn report(statuses: &[Status]) -> Report {
+        Report {
+            imds_endpoint: String::new(),
+            ntp_servers: vec![],
+            checks: statuses
+                .iter()
+                .zip(CheckId::ALL)
+                .map(|(s, id)| Check::new(id, *s, ""))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_verdict_is_the_worst_status_and_strict_promotes_warnings() {
+        use Status::*;
+        let cases: &[(&[Status], bool, Verdict, u8)] = &[
+            (&[Ok, Ok, Skip], false, Verdict::Ok, 0),
+            (&[Ok, Warn, Skip], false, Verdict::Warn, 0),
+            (&[Ok, Warn, Skip], true, Verdict::Fail, 1),
+            (&[Ok, Skip], true, Verdict::Ok, 0),
+            (&[Fail, Warn], false, Verdict::Fail, 1),
+            (&[Skip, Skip], false, Verdict::Ok, 0),
+        ];
+        for (statuses, strict, want, code) in cases {
+            let v = report(statuses).verdict(*strict);
+            assert_eq!(v, *want, "{statuses:?} strict={strict}");
+            assert_eq!(v.exit_code(), *code);
+        }
+    }
+
+    #[test]
+    fn durations_are_formatted_for_people() {
+        assert_eq!(fmt_latency(Duration::from_micros(210)), "0.21 ms");
+        assert_eq!(fmt_latency(Duration::from_micros(12_345)), "12.3 ms");
+        assert_eq!(fmt_latency(Duration::from_millis(1500)), "1.50 s");
+        assert_eq!(fmt_span(6 * 3600 - 60), "5h 59m");
+        assert_eq!(fmt_span(14 * 60 + 3), "14m 3s");
+        assert_eq!(fmt_span(-45), "45s");
+        assert_eq!(fmt_offset(400.0), "400.0 s behind");
+        assert_eq!(fmt_offset(-0.0123), "12.3 ms ahead");
+        assert_eq!(fmt_deadline(Duration::from_secs(2)), "2s");
+    }
+}

@@ -1,0 +1,1311 @@
+//! `imds_exporter check` against the in-process simulator (IMDS and NTP on 127.0.0.1:0): one
+//! test per scenario asserting the verdict and the key advice, the SDK-environment checks with
+//! controlled variables and temporary files, a snapshot of the human output, the JSON schema,
+//! and the real binary for exit codes. Nothing here leaves loopback: every run names the
+//! simulator's IMDS and NTP addresses.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use imds_exporter::check::{
+    self, CheckConfig, CheckId, KernelReading, LinklocalReading, NodeReading, NodeSource, Report,
+    Status, Verdict, env,
+};
+use imds_exporter::cli::SimOptions;
+use imds_exporter::collector::clock::KernelClock;
+use imds_exporter::sim::{self, RunningSim};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+fn sim_options(scenario: &str) -> SimOptions {
+    SimOptions {
+        ntp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        rotate_every: Duration::from_secs(3600),
+        lifetime: Duration::from_secs(6 * 3600),
+        clock_offset: 0.0,
+        slow_delay: Duration::from_secs(2),
+        scenario: scenario.into(),
+        script: None,
+        role: "test-role".into(),
+    }
+}
+
+async fn start(scenario: &str) -> RunningSim {
+    start_with(sim_options(scenario)).await
+}
+
+async fn start_with(options: SimOptions) -> RunningSim {
+    sim::start("127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .expect("simulator starts")
+}
+
+fn ntp_server(sim: &RunningSim) -> String {
+    sim.ntp_addr.expect("the simulator answers NTP").to_string()
+}
+
+/// A node reading that does not depend on the machine running the tests: a synchronised kernel
+/// clock and one ENA interface without drops.
+fn fine_node() -> NodeSource {
+    NodeSource::Fixed(NodeReading {
+        kernel_clock: KernelReading::Clock(KernelClock {
+            synchronized: true,
+            max_error_seconds: 0.01,
+            estimated_error_seconds: 0.0001,
+            status: 0x2001,
+            state: 0,
+        }),
+        linklocal: LinklocalReading::Interfaces(vec![("eth0".into(), 0)]),
+    })
+}
+
+/// The check against `sim` with an empty environment and a fixed node reading.
+fn config(sim: &RunningSim) -> CheckConfig {
+    let mut c = CheckConfig::new(sim.endpoint(), ntp_server(sim));
+    c.node = fine_node();
+    c
+}
+
+async fn run(config: &CheckConfig) -> Report {
+    check::run(config).await.expect("the check runs")
+}
+
+async fn run_scenario(scenario: &str) -> Report {
+    let sim = start(scenario).await;
+    let report = run(&config(&sim)).await;
+    sim.shutdown().await;
+    report
+}
+
+fn get(report: &Report, id: CheckId) -> &check::Check {
+    report
+        .get(id)
+        .unwrap_or_else(|| panic!("{} missing", id.as_str()))
+}
+
+/// Asserts a check's status and that its value, cause and fix together contain every needle.
+#[track_caller]
+fn expect(report: &Report, id: CheckId, status: Status, needles: &[&str]) {
+    let c = get(report, id);
+    let text = format!(
+        "{}\n{}\n{}",
+        c.value,
+        c.cause.as_deref().unwrap_or(""),
+        c.fix.as_deref().unwrap_or("")
+    );
+    assert_eq!(
+        c.status,
+        status,
+        "{}: {text}\n\n{}",
+        id.as_str(),
+        check::report::human(report, false, false)
+    );
+    for n in needles {
+        assert!(text.contains(n), "{}: {n:?} not in:\n{text}", id.as_str());
+    }
+}
+
+/// Every check not named is `ok` (or `skip` where listed).
+#[track_caller]
+fn others_ok(report: &Report, except: &[CheckId]) {
+    for c in &report.checks {
+        if !except.contains(&c.id) {
+            assert_eq!(
+                c.status,
+                Status::Ok,
+                "{}: {}\n\n{}",
+                c.id.as_str(),
+                c.value,
+                check::report::human(report, false, false)
+            );
+        }
+    }
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "imds-check-{}-{name}-{}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.0.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The SDK-environment checks alone (pure: no network), for the real IMDS address.
+fn env_checks(pairs: &[(&str, &str)], home: Option<&Path>) -> Vec<check::Check> {
+    let v = vars(pairs);
+    let view = env::EnvView::new(&v, home);
+    let sdk = env::SdkSettings::from_env(&view);
+    env::evaluate(&view, None, "http://169.254.169.254", &sdk)
+}
+
+fn env_check(checks: &[check::Check], id: CheckId) -> &check::Check {
+    checks.iter().find(|c| c.id == id).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// One test per simulator scenario
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn healthy_warns_only_that_imdsv1_is_enabled() {
+    let report = run_scenario("healthy").await;
+    assert_eq!(report.verdict(false), Verdict::Warn);
+    assert_eq!(report.verdict(true), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsV1,
+        Status::Warn,
+        &["enabled", "SSRF", "--http-tokens required"],
+    );
+    expect(&report, CheckId::ImdsRole, Status::Ok, &["test-role"]);
+    expect(
+        &report,
+        CheckId::ImdsExpiry,
+        Status::Ok,
+        &["expires in 5h 59m"],
+    );
+    others_ok(&report, &[CheckId::ImdsV1]);
+}
+
+#[tokio::test]
+async fn imdsv2_only_is_all_ok() {
+    let report = run_scenario("imdsv2-only").await;
+    assert_eq!(report.verdict(true), Verdict::Ok);
+    expect(
+        &report,
+        CheckId::ImdsV1,
+        Status::Ok,
+        &["disabled", "refused"],
+    );
+    others_ok(&report, &[]);
+}
+
+#[tokio::test]
+async fn outage_is_a_token_timeout_without_the_hop_limit_signature() {
+    let report = run_scenario("outage").await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsReachable,
+        Status::Ok,
+        &["TCP connect"],
+    );
+    expect(
+        &report,
+        CheckId::ImdsToken,
+        Status::Fail,
+        &["no answer to PUT /latest/api/token within 2s", "outage"],
+    );
+    let token = get(&report, CheckId::ImdsToken);
+    assert!(!token.cause.as_ref().unwrap().contains("hop-limit"));
+    for id in [
+        CheckId::ImdsV1,
+        CheckId::ImdsRole,
+        CheckId::ImdsCredentials,
+        CheckId::ImdsExpiry,
+        CheckId::ImdsLatency,
+    ] {
+        assert_eq!(get(&report, id).status, Status::Skip, "{}", id.as_str());
+    }
+}
+
+#[tokio::test]
+async fn refused_connections_point_at_a_disabled_endpoint_or_a_firewall() {
+    let report = run_scenario("refused").await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsToken,
+        Status::Fail,
+        &["reset", "HttpEndpoint=disabled", "iptables-save"],
+    );
+}
+
+#[tokio::test]
+async fn nothing_listening_fails_reachability_once() {
+    let sim = start("healthy").await;
+    // A TCP port that was just free on loopback: connections are refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut c = config(&sim);
+    c.imds_endpoint = Some(endpoint);
+    let report = run(&c).await;
+    sim.shutdown().await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsReachable,
+        Status::Fail,
+        &[
+            "refused",
+            "HttpEndpoint=disabled",
+            "--http-endpoint enabled",
+        ],
+    );
+    // The one cause is reported once: the later steps are skipped, not failed again.
+    assert_eq!(
+        report.counts().fail,
+        1,
+        "{}",
+        check::report::human(&report, false, false)
+    );
+    expect(
+        &report,
+        CheckId::ImdsToken,
+        Status::Skip,
+        &["imds.reachable"],
+    );
+}
+
+#[tokio::test]
+async fn throttling_names_the_429_and_how_to_find_the_pollers() {
+    let report = run_scenario("throttle").await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsToken,
+        Status::Fail,
+        &["HTTP 429", "no SDK retries", "ss -tnp dst 169.254.169.254"],
+    );
+}
+
+#[tokio::test]
+async fn slow_answers_beyond_the_sdk_timeout_fail_the_latency_check() {
+    let started = Instant::now();
+    let sim = start("slow?delay=1500ms").await;
+    let mut c = config(&sim);
+    // Room above the 1.5 s delay even on a loaded machine: the answer must be measured.
+    c.imds_timeout = Duration::from_secs(3);
+    let report = run(&c).await;
+    sim.shutdown().await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsLatency,
+        Status::Fail,
+        &[
+            "SDK timeout 1s",
+            "give up first",
+            "AWS_METADATA_SERVICE_TIMEOUT=3",
+        ],
+    );
+    let value = &get(&report, CheckId::ImdsLatency).value;
+    let secs: f64 = value
+        .strip_prefix("slowest answer ")
+        .and_then(|v| v.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{value}"));
+    assert!((1.45..3.0).contains(&secs), "{value}");
+    // Every request was answered, so the token and credentials themselves are fine.
+    expect(&report, CheckId::ImdsToken, Status::Ok, &[]);
+    expect(&report, CheckId::ImdsCredentials, Status::Ok, &[]);
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn an_sdk_timeout_from_the_environment_moves_the_latency_limit() {
+    let sim = start("slow?delay=1200ms").await;
+    let mut c = config(&sim);
+    c.env = vars(&[("AWS_METADATA_SERVICE_TIMEOUT", "2")]);
+    let report = run(&c).await;
+    sim.shutdown().await;
+    // Within botocore's 2 s, beyond the Go SDK's 500 ms.
+    expect(
+        &report,
+        CheckId::ImdsLatency,
+        Status::Warn,
+        &["SDK timeout 2s", "Go SDK v2"],
+    );
+    expect(
+        &report,
+        CheckId::SdkImdsTimeout,
+        Status::Ok,
+        &["AWS_METADATA_SERVICE_TIMEOUT=2", "waits 2 s"],
+    );
+}
+
+#[tokio::test]
+async fn server_errors_fail_with_a_retry_advice() {
+    let report = run_scenario("server-error").await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsToken,
+        Status::Fail,
+        &["HTTP 50", "server error", "stop and start"],
+    );
+}
+
+#[tokio::test]
+async fn hop_limit_is_recognised_and_the_fix_names_the_instance() {
+    let started = Instant::now();
+    let report = run_scenario("hop-limit").await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsToken,
+        Status::Fail,
+        &[
+            "while a token-less GET was answered (HTTP 200)",
+            "hop-limit signature",
+            "fall back",
+            "aws ec2 modify-instance-metadata-options --instance-id i-0123456789abcdef0 --http-put-response-hop-limit 2",
+            "hostNetwork: true",
+        ],
+    );
+    expect(
+        &report,
+        CheckId::ImdsV1,
+        Status::Warn,
+        &["Fix the hop limit first"],
+    );
+    // One token timeout (2 s) and quick GETs: the whole run stays well under the bound.
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn hop_limit_with_imdsv2_required_means_no_credentials_at_all() {
+    let report = run_scenario("hop-limit-v2-only").await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsToken,
+        Status::Fail,
+        &[
+            "(HTTP 401)",
+            "hop-limit signature",
+            "no credentials at all",
+            "--http-put-response-hop-limit 2",
+        ],
+    );
+    expect(&report, CheckId::ImdsV1, Status::Ok, &["disabled"]);
+}
+
+#[tokio::test]
+async fn hop_limit_with_the_v1_fallback_forbidden_says_so() {
+    let sim = start("hop-limit").await;
+    let mut c = config(&sim);
+    c.env = vars(&[("AWS_EC2_METADATA_V1_DISABLED", "true")]);
+    let report = run(&c).await;
+    sim.shutdown().await;
+    expect(
+        &report,
+        CheckId::ImdsToken,
+        Status::Fail,
+        &["AWS_EC2_METADATA_V1_DISABLED=true forbids"],
+    );
+}
+
+#[tokio::test]
+async fn no_role_asks_for_an_instance_profile() {
+    let report = run_scenario("no-role").await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsRole,
+        Status::Fail,
+        &[
+            "HTTP 404",
+            "No IAM role is attached",
+            "associate-iam-instance-profile",
+        ],
+    );
+    expect(&report, CheckId::ImdsCredentials, Status::Skip, &[]);
+    expect(
+        &report,
+        CheckId::ImdsIdentity,
+        Status::Ok,
+        &["i-0123456789abcdef0"],
+    );
+}
+
+#[tokio::test]
+async fn code_error_explains_the_trust_policy() {
+    let report = run_scenario("code-error").await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsCredentials,
+        Status::Fail,
+        &[
+            "Code AssumeRoleUnauthorizedAccess",
+            "trust policy",
+            "ec2.amazonaws.com",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn expired_credentials_fail_with_expired_token() {
+    let report = run_scenario("expired").await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsExpiry,
+        Status::Fail,
+        &[
+            "expired 1m",
+            "ExpiredToken",
+            "replace-iam-instance-profile-association",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn expiring_credentials_fail_inside_botocores_refresh_window() {
+    let report = run_scenario("expiring").await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsExpiry,
+        Status::Fail,
+        &["expires in 3m", "15 minutes", "advisory and mandatory"],
+    );
+}
+
+#[tokio::test]
+async fn credentials_that_expire_soon_by_a_corrected_clock_fail() {
+    // 20 minutes left by the local clock, but the local clock is 10 minutes behind.
+    let sim = start("expiring?in=20m").await;
+    sim.state.set_clock_offset(600.0);
+    let report = run(&config(&sim)).await;
+    sim.shutdown().await;
+    expect(
+        &report,
+        CheckId::ImdsExpiry,
+        Status::Fail,
+        &[
+            "by the NTP clock it expires in 9m",
+            "behind",
+            "fix the clock",
+        ],
+    );
+    expect(
+        &report,
+        CheckId::ClockNtp,
+        Status::Fail,
+        &["600.0 s behind"],
+    );
+}
+
+#[tokio::test]
+async fn stale_credentials_warn_once_under_an_hour_is_left() {
+    // A one-shot check sees a stopped rotation only through the remaining lifetime: with a
+    // 50-minute lifetime the frozen credentials are already under the hour.
+    let mut options = sim_options("stale");
+    options.rotate_every = Duration::from_secs(40 * 60);
+    options.lifetime = Duration::from_secs(50 * 60);
+    let sim = start_with(options).await;
+    let report = run(&config(&sim)).await;
+    sim.shutdown().await;
+    expect(
+        &report,
+        CheckId::ImdsExpiry,
+        Status::Warn,
+        &["expires in 49m", "rotation may have stopped"],
+    );
+}
+
+#[tokio::test]
+async fn malformed_documents_fail_the_credentials_check() {
+    let report = run_scenario("malformed").await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsCredentials,
+        Status::Fail,
+        &["not valid JSON", "cannot use"],
+    );
+}
+
+#[tokio::test]
+async fn truncated_documents_fail_the_credentials_check() {
+    let report = run_scenario("truncated").await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsCredentials,
+        Status::Fail,
+        &["unexpected end of input", "truncated"],
+    );
+}
+
+#[tokio::test]
+async fn huge_documents_are_refused() {
+    let report = run_scenario("huge").await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsCredentials,
+        Status::Fail,
+        &["larger than 64 KiB", "interceptors"],
+    );
+}
+
+#[tokio::test]
+async fn a_clock_400_seconds_off_fails_for_sigv4() {
+    let sim = start("imdsv2-only").await;
+    sim.state.set_clock_offset(400.0);
+    let report = run(&config(&sim)).await;
+    sim.shutdown().await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ClockNtp,
+        Status::Fail,
+        &[
+            "400.0 s behind",
+            "5 minutes",
+            "RequestTimeTooSkewed",
+            "chronyc makestep",
+        ],
+    );
+    // Six hours minus 400 s is still far from expiry.
+    expect(
+        &report,
+        CheckId::ImdsExpiry,
+        Status::Ok,
+        &["by the NTP clock"],
+    );
+}
+
+#[tokio::test]
+async fn a_clock_a_few_seconds_off_warns() {
+    let sim = start("imdsv2-only").await;
+    sim.state.set_clock_offset(-3.0);
+    let report = run(&config(&sim)).await;
+    sim.shutdown().await;
+    assert_eq!(report.verdict(false), Verdict::Warn);
+    expect(
+        &report,
+        CheckId::ClockNtp,
+        Status::Warn,
+        &["ahead", "disciplines"],
+    );
+}
+
+#[tokio::test]
+async fn a_silent_ntp_server_is_a_warning_not_a_failure() {
+    let sim = start("imdsv2-only").await;
+    // A UDP port that was just free: the query is refused or times out, on loopback.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    drop(silent);
+    let mut c = config(&sim);
+    c.ntp_servers = vec![addr.clone()];
+    c.ntp_timeout = Duration::from_millis(500);
+    let report = run(&c).await;
+    sim.shutdown().await;
+    assert_eq!(report.verdict(false), Verdict::Warn);
+    expect(
+        &report,
+        CheckId::ClockNtp,
+        Status::Warn,
+        &["no answer", &addr],
+    );
+}
+
+#[tokio::test]
+async fn the_kernel_clock_and_link_local_drops_come_from_the_node_reading() {
+    let sim = start("imdsv2-only").await;
+    let mut c = config(&sim);
+    c.node = NodeSource::Fixed(NodeReading {
+        kernel_clock: KernelReading::Clock(KernelClock {
+            synchronized: false,
+            max_error_seconds: 16.0,
+            estimated_error_seconds: 16.0,
+            status: 0x40,
+            state: 5,
+        }),
+        linklocal: LinklocalReading::Interfaces(vec![("ens5".into(), 1234)]),
+    });
+    let report = run(&c).await;
+    expect(
+        &report,
+        CheckId::ClockKernel,
+        Status::Warn,
+        &["not synchronised", "chronyd"],
+    );
+    expect(
+        &report,
+        CheckId::NetworkLinklocal,
+        Status::Warn,
+        &["1234 packets dropped", "1024 packets/s", "ethtool -S ens5"],
+    );
+    c.node = NodeSource::Fixed(NodeReading {
+        kernel_clock: KernelReading::NotPermitted,
+        linklocal: LinklocalReading::Interfaces(vec![]),
+    });
+    let report = run(&c).await;
+    sim.shutdown().await;
+    expect(
+        &report,
+        CheckId::ClockKernel,
+        Status::Skip,
+        &["CAP_SYS_TIME"],
+    );
+    expect(
+        &report,
+        CheckId::NetworkLinklocal,
+        Status::Skip,
+        &["no ENA interface"],
+    );
+    assert_eq!(report.verdict(true), Verdict::Ok);
+}
+
+#[tokio::test]
+async fn the_host_node_reading_never_fails_the_check() {
+    // Whatever this machine's clock and NICs are, they give ok, warn or skip; never a failure.
+    let sim = start("imdsv2-only").await;
+    let mut c = config(&sim);
+    c.node = NodeSource::Host;
+    let report = run(&c).await;
+    sim.shutdown().await;
+    for id in [CheckId::ClockKernel, CheckId::NetworkLinklocal] {
+        assert_ne!(get(&report, id).status, Status::Fail, "{}", id.as_str());
+    }
+    assert_ne!(report.verdict(false), Verdict::Fail);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SDK environment, with controlled variables and files
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_endpoint_variable_is_probed_when_no_flag_is_given() {
+    let sim = start("imdsv2-only").await;
+    let mut c = config(&sim);
+    c.imds_endpoint = None;
+    c.env = vars(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &sim.endpoint())]);
+    let report = run(&c).await;
+    let endpoint = sim.endpoint();
+    sim.shutdown().await;
+    assert_eq!(report.imds_endpoint, endpoint);
+    expect(&report, CheckId::ImdsCredentials, Status::Ok, &[]);
+    expect(
+        &report,
+        CheckId::SdkImdsEndpoint,
+        Status::Warn,
+        &[
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:",
+            "leftover",
+        ],
+    );
+}
+
+#[test]
+fn imds_switches_and_endpoint_overrides() {
+    let c = env_checks(&[("AWS_EC2_METADATA_DISABLED", "TRUE")], None);
+    let disabled = env_check(&c, CheckId::SdkImdsDisabled);
+    assert_eq!(disabled.status, Status::Fail);
+    assert!(
+        disabled
+            .cause
+            .as_ref()
+            .unwrap()
+            .contains("Unable to locate credentials")
+    );
+    assert_eq!(
+        env_check(&c, CheckId::SdkCredentialSource).status,
+        Status::Fail
+    );
+
+    // Disabled on purpose next to IRSA: fine, and said.
+    let c = env_checks(
+        &[
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks/token"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/app"),
+        ],
+        None,
+    );
+    let disabled = env_check(&c, CheckId::SdkImdsDisabled);
+    assert_eq!(disabled.status, Status::Ok);
+    assert!(
+        disabled.value.contains("web identity"),
+        "{}",
+        disabled.value
+    );
+
+    let c = env_checks(&[("AWS_EC2_METADATA_DISABLED", "yes")], None);
+    assert_eq!(env_check(&c, CheckId::SdkImdsDisabled).status, Status::Ok);
+
+    let c = env_checks(&[("AWS_EC2_METADATA_V1_DISABLED", "true")], None);
+    let v1 = env_check(&c, CheckId::SdkImdsV1Disabled);
+    assert!(v1.value.contains("never fall back"), "{}", v1.value);
+
+    for (pairs, status, needle) in [
+        (vec![], Status::Ok, "no override"),
+        (
+            vec![(
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                "http://169.254.169.254/",
+            )],
+            Status::Ok,
+            "standard",
+        ),
+        (
+            vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://10.0.0.1:8080")],
+            Status::Warn,
+            "SDKs send IMDS requests there",
+        ),
+        (
+            vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT", "not a url")],
+            Status::Fail,
+            "InvalidIMDSEndpointError",
+        ),
+        (
+            vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "IPv6")],
+            Status::Warn,
+            "fd00:ec2::254",
+        ),
+        (
+            vec![("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "ipv5")],
+            Status::Fail,
+            "InvalidIMDSEndpointModeError",
+        ),
+    ] {
+        let c = env_checks(&pairs, None);
+        let e = env_check(&c, CheckId::SdkImdsEndpoint);
+        let text = format!("{} {}", e.value, e.cause.as_deref().unwrap_or(""));
+        assert_eq!(e.status, status, "{pairs:?}: {text}");
+        assert!(text.contains(needle), "{pairs:?}: {text}");
+    }
+}
+
+#[test]
+fn proxies_catch_imds_traffic_unless_no_proxy_covers_it() {
+    for (pairs, status, needle) in [
+        (vec![], Status::Ok, "no http proxy"),
+        (
+            vec![("HTTPS_PROXY", "http://proxy:3128")],
+            Status::Ok,
+            "does not apply",
+        ),
+        (
+            vec![("HTTP_PROXY", "http://proxy:3128")],
+            Status::Warn,
+            "botocore (boto3, the AWS CLI) and Go SDK clients",
+        ),
+        (
+            vec![
+                ("http_proxy", "http://proxy:3128"),
+                ("no_proxy", "localhost,169.254.169.254"),
+            ],
+            Status::Ok,
+            "covers 169.254.169.254",
+        ),
+        (
+            vec![
+                ("HTTP_PROXY", "http://proxy:3128"),
+                ("NO_PROXY", "169.254.0.0/16"),
+            ],
+            Status::Warn,
+            "does not match",
+        ),
+    ] {
+        let c = env_checks(&pairs, None);
+        let p = env_check(&c, CheckId::SdkProxy);
+        let text = format!("{} {}", p.value, p.cause.as_deref().unwrap_or(""));
+        assert_eq!(p.status, status, "{pairs:?}: {text}");
+        assert!(text.contains(needle), "{pairs:?}: {text}");
+        if status == Status::Warn {
+            assert!(p.fix.as_ref().unwrap().contains("NO_PROXY=169.254.169.254"));
+        }
+    }
+}
+
+#[test]
+fn the_credential_chain_reports_the_first_source_an_sdk_would_use() {
+    let home = TempDir::new("chain");
+    home.write(
+        ".aws/credentials",
+        "[default]\naws_access_key_id = AKIAFILEKEY\naws_secret_access_key = file-secret\n\n[other]\naws_access_key_id = AKIAOTHER\n",
+    );
+    home.write(
+        ".aws/config",
+        "[default]\nregion = us-east-1\n\n[profile assume]\nrole_arn = arn:aws:iam::1:role/x\ncredential_source = Ec2InstanceMetadata\n\n[profile sso]\nsso_session = corp\nsso_account_id = 1\nsso_role_name = Admin\n\n[profile proc]\ncredential_process = /usr/bin/get-creds\n",
+    );
+    let h = Some(home.path());
+    let empty = TempDir::new("empty");
+    let e = Some(empty.path());
+    let env_keys = [
+        ("AWS_ACCESS_KEY_ID", "AKIAENVKEY"),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+        ("AWS_SESSION_TOKEN", "env-token"),
+    ];
+    // (variables, home directory, status, text the value or cause contains)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Option<&'a Path>, Status, &'a str);
+    let cases: Vec<Case> = vec![
+        (vec![], e, Status::Ok, "the instance profile (IMDS)"),
+        (
+            env_keys.to_vec(),
+            h,
+            Status::Warn,
+            "environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN set)",
+        ),
+        (vec![], h, Status::Warn, "the shared credentials file"),
+        (
+            vec![("AWS_PROFILE", "assume")],
+            h,
+            Status::Warn,
+            "credential_source = Ec2InstanceMetadata",
+        ),
+        (
+            vec![("AWS_PROFILE", "sso")],
+            h,
+            Status::Warn,
+            "an SSO profile",
+        ),
+        (
+            vec![("AWS_PROFILE", "proc")],
+            h,
+            Status::Warn,
+            "a credential_process",
+        ),
+        (
+            vec![("AWS_PROFILE", "missing")],
+            h,
+            Status::Fail,
+            "ProfileNotFound",
+        ),
+        (
+            vec![("AWS_PROFILE", "other")],
+            h,
+            Status::Fail,
+            "PartialCredentialsError",
+        ),
+        (
+            vec![("AWS_ACCESS_KEY_ID", "AKIAENVKEY")],
+            e,
+            Status::Fail,
+            "PartialCredentialsError",
+        ),
+        (
+            vec![
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks/token"),
+                ("AWS_ROLE_ARN", "arn:aws:iam::1:role/app"),
+            ],
+            e,
+            Status::Warn,
+            "web identity (IRSA)",
+        ),
+        (
+            vec![(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://169.254.170.23/v1/credentials",
+            )],
+            e,
+            Status::Warn,
+            "EKS Pod Identity",
+        ),
+        // An explicit credentials file path wins over ~/.aws/credentials.
+        (
+            vec![("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")],
+            h,
+            Status::Ok,
+            "the instance profile",
+        ),
+    ];
+    for (pairs, home, status, needle) in cases {
+        let c = env_checks(&pairs, home);
+        let s = env_check(&c, CheckId::SdkCredentialSource);
+        let text = format!("{}\n{}", s.value, s.cause.as_deref().unwrap_or(""));
+        assert_eq!(s.status, status, "{pairs:?}: {text}");
+        assert!(text.contains(needle), "{pairs:?}: {needle:?} not in {text}");
+    }
+    // The chain is reported in order: env first, the file and the instance profile later.
+    let c = env_checks(&env_keys, h);
+    let cause = env_check(&c, CheckId::SdkCredentialSource)
+        .cause
+        .clone()
+        .unwrap();
+    let later = cause.find("Later in the chain").expect(&cause);
+    assert!(cause[later..].find("shared credentials") < cause[later..].find("instance profile"));
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_either_output() {
+    let sim = start("healthy").await;
+    let (sim_key_id, sim_secret, sim_token) = sim_credentials(&sim).await;
+    let home = TempDir::new("secrets");
+    home.write(
+        ".aws/credentials",
+        "[default]\naws_access_key_id = AKIAFILESECRETID\naws_secret_access_key = FileSecretValue123\naws_session_token = FileTokenValue456\n",
+    );
+    let mut c = config(&sim);
+    c.home = Some(home.path().to_path_buf());
+    c.env = vars(&[
+        ("AWS_ACCESS_KEY_ID", "AKIAENVSECRETID"),
+        ("AWS_SECRET_ACCESS_KEY", "EnvSecretValue789"),
+        ("AWS_SESSION_TOKEN", "EnvTokenValue012"),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "ContainerAuthToken345"),
+        (
+            "HTTP_PROXY",
+            "http://proxyuser:ProxyPassword678@proxy.internal:3128",
+        ),
+    ]);
+    let report = run(&c).await;
+    sim.shutdown().await;
+    let human = check::report::human(&report, false, false);
+    let json = check::report::json(&report, false);
+    // The findings are there...
+    assert!(human.contains("AWS_SECRET_ACCESS_KEY"), "{human}");
+    assert!(human.contains("http://***@proxy.internal:3128"), "{human}");
+    // ...the values are not.
+    for secret in [
+        sim_key_id.as_str(),
+        sim_secret.as_str(),
+        sim_token.as_str(),
+        "AKIAFILESECRETID",
+        "FileSecretValue123",
+        "FileTokenValue456",
+        "AKIAENVSECRETID",
+        "EnvSecretValue789",
+        "EnvTokenValue012",
+        "ContainerAuthToken345",
+        "ProxyPassword678",
+        "proxyuser",
+    ] {
+        assert!(!human.contains(secret), "{secret} in the human output");
+        assert!(!json.contains(secret), "{secret} in the JSON output");
+    }
+}
+
+/// Reads the credentials the simulator serves, as an SDK would, to search for them later.
+async fn sim_credentials(sim: &RunningSim) -> (String, String, String) {
+    let doc = common::sim_credentials_document(&sim.endpoint()).await;
+    let field = |k: &str| doc[k].as_str().unwrap().to_string();
+    (
+        field("AccessKeyId"),
+        field("SecretAccessKey"),
+        field("Token"),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output: the snapshot and the JSON schema
+// ---------------------------------------------------------------------------------------------
+
+/// Replaces what changes between runs (ports, timings, times, the offset's sign, which request
+/// was slowest) with placeholders.
+fn normalise(text: &str) -> String {
+    let rules = [
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:<port>"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "<time>"),
+        (r"\d+(\.\d+)? m?s (behind|ahead)", "<offset>"),
+        (r"\d+h \d+m", "<span>"),
+        (r"issued (\d+m )?\d+s ago", "issued <age> ago"),
+        (r"\d+\.\d+ m?s", "<latency>"),
+        // Which request was slowest is chance when all take a millisecond.
+        (
+            r"slowest answer <latency> \(\w+\)",
+            "slowest answer <latency> (<phase>)",
+        ),
+    ];
+    let mut out = text.to_string();
+    for (pattern, with) in rules {
+        out = regex_lite::Regex::new(pattern)
+            .unwrap()
+            .replace_all(&out, with)
+            .into_owned();
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_healthy_human_output_matches_the_snapshot() {
+    let report = run_scenario("healthy").await;
+    let text = normalise(&check::report::human(&report, false, false));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/check-healthy.txt");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .expect("tests/fixtures/check-healthy.txt (regenerate with UPDATE_SNAPSHOTS=1)");
+    assert_eq!(
+        text, want,
+        "the human output changed; if intended, regenerate with UPDATE_SNAPSHOTS=1 cargo test --test check"
+    );
+    assert!(!text.contains('\x1b'));
+}
+
+#[tokio::test]
+async fn the_json_output_follows_the_documented_schema() {
+    for (scenario, strict) in [("healthy", false), ("hop-limit", true)] {
+        let report = run_scenario(scenario).await;
+        let text = check::report::json(&report, strict);
+        let doc: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let obj = doc.as_object().unwrap();
+        let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        let mut want = vec![
+            "checks",
+            "counts",
+            "imds_endpoint",
+            "ntp_servers",
+            "strict",
+            "verdict",
+            "version",
+        ];
+        want.sort();
+        let mut keys_sorted = keys.clone();
+        keys_sorted.sort();
+        assert_eq!(keys_sorted, want);
+        assert_eq!(doc["version"], 1);
+        assert_eq!(doc["strict"], strict);
+        assert_eq!(doc["verdict"], report.verdict(strict).as_str());
+        assert!(
+            doc["imds_endpoint"]
+                .as_str()
+                .unwrap()
+                .starts_with("http://127.0.0.1:")
+        );
+        assert_eq!(doc["ntp_servers"].as_array().unwrap().len(), 1);
+        let checks = doc["checks"].as_array().unwrap();
+        let ids: Vec<&str> = checks.iter().map(|c| c["id"].as_str().unwrap()).collect();
+        let all: Vec<&str> = CheckId::ALL.iter().map(|i| i.as_str()).collect();
+        assert_eq!(ids, all, "every check, in the documented order");
+        let mut counts = BTreeMap::<String, u64>::new();
+        for c in checks {
+            let mut keys: Vec<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
+            keys.sort();
+            assert_eq!(keys, ["cause", "fix", "id", "name", "status", "value"]);
+            let status = c["status"].as_str().unwrap();
+            assert!(["ok", "warn", "fail", "skip"].contains(&status), "{c}");
+            assert!(!c["name"].as_str().unwrap().is_empty());
+            assert!(!c["value"].as_str().unwrap().is_empty(), "{c}");
+            match status {
+                "warn" | "fail" => assert!(c["cause"].is_string() && c["fix"].is_string(), "{c}"),
+                _ => assert!(c["cause"].is_null() && c["fix"].is_null(), "{c}"),
+            }
+            *counts.entry(status.to_string()).or_default() += 1;
+        }
+        for s in ["ok", "warn", "fail", "skip"] {
+            assert_eq!(
+                doc["counts"][s].as_u64().unwrap(),
+                counts.get(s).copied().unwrap_or(0),
+                "{s}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real binary: exit codes, colour, secrets
+// ---------------------------------------------------------------------------------------------
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `imds_exporter check ARGS` with only the given environment (plus HOME).
+async fn binary(args: &[&str], env: &[(&str, &str)], home: &Path) -> Output {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_imds_exporter"))
+        .arg("check")
+        .args(args)
+        .env_clear()
+        .env("HOME", home)
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("check finishes")
+        .expect("binary runs");
+    Output {
+        code: out.status.code().expect("exited"),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn loopback_args(sim: &RunningSim) -> Vec<String> {
+    vec![
+        "--imds.endpoint".into(),
+        sim.endpoint(),
+        "--ntp.server".into(),
+        ntp_server(sim),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_exits_0_with_warnings_and_1_under_strict() {
+    let sim = start("healthy").await;
+    let home = TempDir::new("bin-healthy");
+    let mut args = loopback_args(&sim);
+    args.extend(["--output".into(), "json".into()]);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = binary(&a, &[], home.path()).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).expect(&out.stdout);
+    // IMDSv1 is on in the healthy scenario; this host's clock may add a warning, never a failure.
+    assert_eq!(doc["verdict"], "warn");
+
+    let mut strict = a.clone();
+    strict.push("--strict");
+    let out = binary(&strict, &[], home.path()).await;
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_exits_0_when_all_is_well() {
+    let sim = start("imdsv2-only").await;
+    let home = TempDir::new("bin-ok");
+    let args = loopback_args(&sim);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = binary(&a, &[], home.path()).await;
+    sim.shutdown().await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("verdict: "), "{}", out.stdout);
+    // Not a terminal: no colour.
+    assert!(!out.stdout.contains('\x1b'));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_exits_1_on_the_hop_limit_and_prints_the_fix() {
+    let sim = start("hop-limit-v2-only").await;
+    let home = TempDir::new("bin-hop");
+    let mut args = loopback_args(&sim);
+    args.extend(["--imds.timeout".into(), "1s".into(), "--no-color".into()]);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let out = binary(&a, &[], home.path()).await;
+    sim.shutdown().await;
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("hop-limit signature"), "{}", out.stdout);
+    assert!(out.stdout.contains("--http-put-response-hop-limit 2"));
+    assert!(out.stdout.contains("exit code 1"));
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_exits_1_when_sdks_are_told_not_to_use_imds() {
+    let sim = start("imdsv2-only").await;
+    let home = TempDir::new("bin-disabled");
+    let args = loopback_args(&sim);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = binary(&a, &[("AWS_EC2_METADATA_DISABLED", "true")], home.path()).await;
+    sim.shutdown().await;
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("AWS_EC2_METADATA_DISABLED=true"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_exits_2_when_it_cannot_run() {
+    let home = TempDir::new("bin-bad");
+    // None of these reaches the network: flags are checked first.
+    let cases: &[&[&str]] = &[
+        &["--output", "xml"],
+        &["--imds.timeout", "soon"],
+        &[
+            "--imds.endpoint",
+            "http://127.0.0.1:9",
+            "--ntp.server",
+            "127.0.0.1:9",
+            "--imds.timeout",
+            "0s",
+        ],
+        &[
+            "--imds.endpoint",
+            "https://127.0.0.1:9",
+            "--ntp.server",
+            "127.0.0.1:9",
+        ],
+        &[
+            "--imds.endpoint",
+            "http://127.0.0.1:9",
+            "--ntp.server",
+            "0.pool.ntp.org",
+        ],
+    ];
+    for args in cases {
+        let out = binary(args, &[], home.path()).await;
+        assert_eq!(out.code, 2, "{args:?}: {}{}", out.stdout, out.stderr);
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+        assert!(!out.stderr.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_never_prints_secrets() {
+    let sim = start("healthy").await;
+    let (sim_key_id, sim_secret, sim_token) = sim_credentials(&sim).await;
+    let home = TempDir::new("bin-secrets");
+    home.write(
+        ".aws/credentials",
+        "[default]\naws_access_key_id=AKIABINFILE\naws_secret_access_key=BinFileSecret\n",
+    );
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIABINENV"),
+        ("AWS_SECRET_ACCESS_KEY", "BinEnvSecret"),
+        ("AWS_SESSION_TOKEN", "BinEnvToken"),
+        ("HTTP_PROXY", "http://u:BinProxyPassword@proxy:3128"),
+    ];
+    let args = loopback_args(&sim);
+    for format in ["human", "json"] {
+        let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+        a.extend(["--output", format]);
+        let out = binary(&a, &env, home.path()).await;
+        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.contains("AWS_SECRET_ACCESS_KEY"),
+            "{}",
+            out.stdout
+        );
+        for secret in [
+            sim_key_id.as_str(),
+            sim_secret.as_str(),
+            sim_token.as_str(),
+            "AKIABINFILE",
+            "BinFileSecret",
+            "AKIABINENV",
+            "BinEnvSecret",
+            "BinEnvToken",
+            "BinProxyPassword",
+        ] {
+            assert!(!out.stdout.contains(secret), "{format}: {secret} printed");
+            assert!(!out.stderr.contains(secret), "{format}: {secret} logged");
+        }
+    }
+    sim.shutdown().await;
+}

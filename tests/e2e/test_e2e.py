@@ -1,0 +1,476 @@
+#!/usr/bin/env python3
+"""End-to-end: the simulator, the exporter and a real Prometheus; the dashboards and alerts on top.
+
+Run through scripts/test-e2e (which builds the binary, installs Prometheus when missing and kills
+every process in its trap). Python 3 standard library only.
+
+What it proves, in order (each line of output is one check; the last line is the summary):
+ 1. static: the dashboards are what scripts/gen-dashboards generates, follow the conventions
+    (datasource variable, `${datasource}` everywhere, units, descriptions, `$__rate_interval`,
+    schemaVersion 39, stable uids, no `__inputs`), and empty-when-healthy.json names real panels;
+ 2. a fleet of seven fake nodes (simulator + exporter each) scraped by Prometheus every second,
+    with copies of alerts/*.rules.yml whose `for:` are shortened to 5s; every rule evaluates
+    without error;
+ 3. healthy state: every query of every panel, template variable and annotation of both
+    dashboards succeeds, and returns data unless dashboards/empty-when-healthy.json lists it;
+    no warning or critical alert is pending or firing, with one honest exception: the kernel
+    clock of the machines that build this project is not synchronised (FIELD-NOTES.md, "Time"),
+    so ImdsClockNotSynchronising must fire exactly when the kernel, asked by this test itself
+    through adjtimex(2), says so;
+ 4. failure scenarios, one per node, switched through the simulator's control API at the same
+    time: each node's matching alert (by its name in alerts/imds_exporter.rules.yml) reaches
+    `firing` within DEADLINE seconds; meanwhile the fleet dashboard's panels show the failures;
+    then every node is switched back to healthy and the alerts that follow the current state
+    resolve. One node per scenario keeps the 5-minute rate windows of one scenario from leaking
+    into the next; the healthy node must stay free of alerts throughout.
+
+Why `--lifetime 1h` and not a short lifetime: with credentials that live 2 minutes, the healthy
+state itself is "expiring" (< 15 min left) and every rotation is "late" (< 5 min of lead), and
+the alerts would be right to fire. Rotations every 20 s still exercise the rotation panels.
+"""
+
+import argparse
+import ctypes
+import ctypes.util
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stack import ROOT, PromError, Stack, wait_for  # noqa: E402
+
+RATE_INTERVAL = "30s"  # >= 4 scrape intervals of 1 s, as Grafana's $__rate_interval would be
+RANGE = "5m"
+DEADLINE = 90  # seconds for an alert to fire
+HEALTHY = "e2e-healthy"
+KERNEL_CLOCK_ALERT = "ImdsClockNotSynchronising"
+
+# node name -> (how to break it, alert that must fire, its severity, does the alert follow the
+# current state (so it must resolve soon after healthy returns) or a 5-minute window)
+SCENARIOS = {
+    "e2e-outage": ("scenario", "outage", "ImdsCredentialsUnavailable", "critical", True),
+    "e2e-throttle": ("scenario", "throttle", "ImdsThrottled", "warning", False),
+    "e2e-slow": ("scenario", "slow?delay=1500ms", "ImdsRequestLatencyHigh", "warning", False),
+    "e2e-hop-limit": ("scenario", "hop-limit", "ImdsHopLimitSuspected", "warning", False),
+    "e2e-expired": ("scenario", "expired", "ImdsCredentialsExpiring", "critical", True),
+    "e2e-clock-offset": ("clock", "400", "ImdsClockSkewDetected", "critical", True),
+}
+
+# What the fleet dashboard must show while the scenarios run: panel title -> (test, wording).
+FLEET_UNDER_FAILURE = {
+    "Nodes failing credentials": (lambda v: v >= 4, ">= 4 (outage, throttle, slow, hop-limit)"),
+    "Worst time to expiry": (lambda v: v < 0, "< 0 (the expired node)"),
+    "Worst clock offset": (lambda v: v >= 300, ">= 300 s (400 s injected)"),
+    "Throttled IMDS requests": (lambda v: v > 0, "> 0"),
+    "Hop-limit signature nodes": (lambda v: v == 1, "1 (the hop-limit node; outage and slow are not the hop limit)"),
+}
+
+
+class Results:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.failures = []
+
+    def check(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print(f"ok   {name}" + (f"  ({detail})" if detail else ""), flush=True)
+        else:
+            self.failed += 1
+            self.failures.append(name)
+            print(f"FAIL {name}" + (f": {detail}" if detail else ""), flush=True)
+        return ok
+
+
+def info(message):
+    print(f"     {message}", flush=True)
+
+
+# ------------------------------------------------------------------------------ kernel clock
+class Timex(ctypes.Structure):
+    # struct timex (linux/timex.h): the fields up to `status`, then room for the rest.
+    _fields_ = [("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+                ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+                ("_rest", ctypes.c_byte * 256)]
+
+
+def kernel_clock_unsynchronised():
+    """(unsynchronised?, description) from adjtimex(2) with modes 0 (a read; changes nothing)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    tx = Timex()
+    state = libc.adjtimex(ctypes.byref(tx))
+    if state < 0:
+        return False, f"adjtimex not readable (errno {ctypes.get_errno()}): the exporter reports imds_clock_kernel_readable 0"
+    sta_unsync = 0x0040
+    time_error = 5
+    unsync = state == time_error or bool(tx.status & sta_unsync)
+    maxerror_s = tx.maxerror / 1e6
+    return unsync and maxerror_s >= 16, f"adjtimex state {state}, status {tx.status:#x}, maxerror {maxerror_s:g}s"
+
+
+# -------------------------------------------------------------------------------- dashboards
+def load_dashboards():
+    boards = {}
+    for name in ("imds-fleet", "imds-node"):
+        boards[name] = json.loads((ROOT / "dashboards" / f"{name}.json").read_text())
+    empty = json.loads((ROOT / "dashboards" / "empty-when-healthy.json").read_text())
+    return boards, {(e["dashboard"], e["panel"]) for e in empty["panels"]}
+
+
+def panels_of(board):
+    for p in board["panels"]:
+        if p["type"] == "row":
+            yield from p.get("panels", [])  # collapsed rows keep their panels inside
+        else:
+            yield p
+
+
+def queries_of(board):
+    """(kind, title, refId, expr) of every panel target, template variable and annotation."""
+    for p in panels_of(board):
+        for target in p.get("targets", []):
+            yield "panel", p["title"], target.get("refId", ""), target["expr"]
+    for var in board["templating"]["list"]:
+        if var["type"] == "query":
+            q = var["query"]
+            yield "variable", var["name"], "", q["query"] if isinstance(q, dict) else q
+    for a in board.get("annotations", {}).get("list", []):
+        if "expr" in a:
+            yield "annotation", f"annotation: {a['name']}", "", a["expr"]
+
+
+def substitute(expr, instance):
+    """The expression Grafana would send for job=imds, the given instance, a 30 s rate interval."""
+    values = {"datasource": "", "job": "imds", "instance": instance, "__rate_interval": RATE_INTERVAL,
+              "__interval": "15s", "__range": RANGE}
+    out = re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", lambda m: values[m.group(1) or m.group(2)], expr)
+    if "$" in out:
+        raise ValueError(f"unsubstituted variable in {out}")
+    return out
+
+
+def static_checks(results, boards, empty):
+    gen = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen-dashboards"), "--check"],
+                         capture_output=True, text=True)
+    results.check("static: dashboards match scripts/gen-dashboards", gen.returncode == 0,
+                  (gen.stderr or gen.stdout).strip())
+    ds = {"type": "prometheus", "uid": "${datasource}"}
+    for uid, board in boards.items():
+        problems = []
+        if board.get("uid") != uid:
+            problems.append(f"uid {board.get('uid')!r}")
+        if board.get("schemaVersion") != 39:
+            problems.append(f"schemaVersion {board.get('schemaVersion')}")
+        if "__inputs" in board or "__requires" in board:
+            problems.append("__inputs/__requires present")
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        dsvar = variables.get("datasource", {})
+        if dsvar.get("type") != "datasource" or dsvar.get("query") != "prometheus":
+            problems.append("no `datasource` variable of type prometheus")
+        for name in ("job", "instance"):
+            if variables.get(name, {}).get("datasource") != ds:
+                problems.append(f"variable {name} missing or not on ${{datasource}}")
+        inst = variables.get("instance", {})
+        want_multi = uid == "imds-fleet"
+        if bool(inst.get("multi")) != want_multi or bool(inst.get("includeAll")) != want_multi:
+            problems.append(f"instance variable multi/includeAll should be {want_multi}")
+        if not any(p["type"] == "row" for p in board["panels"]):
+            problems.append("no rows")
+        ids, titles = set(), set()
+        for p in board["panels"]:
+            if p["id"] in ids:
+                problems.append(f"duplicate panel id {p['id']}")
+            ids.add(p["id"])
+        for p in panels_of(board):
+            where = f"{p['title']!r}"
+            if p["title"] in titles:
+                problems.append(f"duplicate title {where}")
+            titles.add(p["title"])
+            if p.get("datasource") != ds:
+                problems.append(f"{where}: panel datasource {p.get('datasource')}")
+            if not p.get("fieldConfig", {}).get("defaults", {}).get("unit"):
+                problems.append(f"{where}: no unit")
+            if len(p.get("description", "")) < 40 or "Bad" not in p.get("description", "") and "bad" not in p.get("description", ""):
+                problems.append(f"{where}: description does not say what bad looks like")
+            if p["type"] not in ("timeseries", "stat", "table", "heatmap", "state-timeline"):
+                problems.append(f"{where}: panel type {p['type']}")
+            for target in p.get("targets", []):
+                if target.get("datasource") != ds:
+                    problems.append(f"{where}: target datasource {target.get('datasource')}")
+        for kind, title, ref, expr in queries_of(board):
+            # Every range selector (rate, increase, changes, ...) uses Grafana's $__rate_interval.
+            for window in re.findall(r"\[([^\]]+)\]", expr):
+                if window != "$__rate_interval":
+                    problems.append(f"{title} {ref}: range [{window}] instead of $__rate_interval")
+            if re.search(r"\b(rate|increase|changes|irate)\s*\(", expr) and "$__rate_interval" not in expr:
+                problems.append(f"{title} {ref}: rate/increase without $__rate_interval")
+        text = json.dumps(board)
+        for uid_found in re.findall(r'"uid":\s*"([^"]*)"', text):
+            if uid_found not in ("${datasource}", uid):
+                problems.append(f"hard-coded uid {uid_found!r}")
+        results.check(f"static: {uid} follows the dashboard conventions", not problems, "; ".join(problems[:10]))
+    known = {(uid, title) for uid, board in boards.items() for kind, title, _, _ in queries_of(board)}
+    unknown = sorted(empty - known)
+    results.check("static: empty-when-healthy.json names existing panels", not unknown, str(unknown))
+
+
+def check_dashboard_queries(results, stack, boards, empty, label):
+    """Every query succeeds; returns data unless listed as empty when healthy."""
+    checked = []
+    for uid, board in boards.items():
+        instance = ".*" if uid == "imds-fleet" else HEALTHY
+        for kind, title, ref, expr in queries_of(board):
+            name = f"{label}: {uid} / {title}" + (f" [{ref}]" if len(board_targets(board, title)) > 1 else "")
+            listed = (uid, title) in empty
+            try:
+                query = substitute(expr, instance)
+                if kind == "variable":
+                    m = re.fullmatch(r"label_values\((?:(.+),\s*)?(\w+)\)", query.strip())
+                    if not m:
+                        results.check(name, False, f"not a label_values() query: {query}")
+                        continue
+                    values = stack.prom.label_values(m.group(2), m.group(1) or "{__name__=~\".+\"}")
+                    want = "imds" if m.group(2) == "job" else HEALTHY
+                    results.check(name, want in values, f"{m.group(2)} values {values}")
+                    checked.append((uid, title, query, len(values)))
+                    continue
+                data = stack.prom.query(query)
+            except (PromError, ValueError) as e:
+                results.check(name, False, f"{e}\n       query: {expr}")
+                continue
+            n = len(data["result"]) if data["resultType"] in ("vector", "matrix") else 1
+            checked.append((uid, title, query, n))
+            if n == 0 and listed:
+                results.check(name, True, "no data, listed as empty when healthy")
+            else:
+                results.check(name, n > 0, f"{n} series" + (", listed as empty when healthy but has data" if listed else ""))
+    return checked
+
+
+def board_targets(board, title):
+    for p in panels_of(board):
+        if p["title"] == title:
+            return p.get("targets", [])
+    return []
+
+
+def panel_expr(board, title, ref=None):
+    targets = board_targets(board, title)
+    target = next(t for t in targets if ref is None or t.get("refId") == ref)
+    return target["expr"]
+
+
+# ------------------------------------------------------------------------------------ alerts
+def alert_names_in_rules():
+    text = (ROOT / "alerts" / "imds_exporter.rules.yml").read_text()
+    return set(re.findall(r"^\s*-\s*alert:\s*(\w+)", text, re.M))
+
+
+def active_alerts(stack, selector, window=None):
+    """{(alertname, instance, severity, alertstate)} now, or ever within `window` seconds."""
+    expr = f"ALERTS{{{selector}}}"
+    if window:
+        expr = f"max_over_time({expr}[{int(window)}s])"
+    return {(l.get("alertname"), l.get("instance"), l.get("severity"), l.get("alertstate"))
+            for l, _ in stack.prom.vector(expr)}
+
+
+def check_rules_health(results, stack, label):
+    bad, total = [], 0
+    for group in stack.prom.rules()["groups"]:
+        for rule in group["rules"]:
+            total += 1
+            if rule.get("health") == "err" or rule.get("lastError"):
+                bad.append(f"{rule['name']}: {rule.get('lastError')}")
+    results.check(f"{label}: all {total} rules evaluate without error", total > 0 and not bad, "; ".join(bad))
+
+
+def healthy_alerts(results, stack, kernel_unsync, kernel_detail):
+    window = time.time() - stack.prom_started + 1
+    seen = active_alerts(stack, 'alertstate=~"firing|pending", severity=~"warning|critical"', window)
+    unexpected = sorted({(a, i, s) for a, i, s, _ in seen if a != KERNEL_CLOCK_ALERT})
+    results.check("healthy: no warning/critical alert pending or firing (whole healthy phase)", not unexpected,
+                  f"unexpected: {unexpected}")
+    kernel_firing = {i for a, i, s, st in active_alerts(stack, f'alertname="{KERNEL_CLOCK_ALERT}", alertstate="firing"')}
+    nodes = {n.name for n in stack.nodes}
+    if kernel_unsync:
+        # This machine's kernel clock is not disciplined (FIELD-NOTES.md): the alert is right.
+        try:
+            wait_for(f"{KERNEL_CLOCK_ALERT} firing on every node",
+                     lambda: {i for a, i, s, st in active_alerts(stack, f'alertname="{KERNEL_CLOCK_ALERT}", alertstate="firing"')} >= nodes, 20)
+            ok = True
+        except TimeoutError:
+            ok = False
+        results.check(f"healthy: {KERNEL_CLOCK_ALERT} fires, as this kernel clock is unsynchronised", ok,
+                      f"{kernel_detail}; firing on {sorted(kernel_firing)}")
+    else:
+        results.check(f"healthy: {KERNEL_CLOCK_ALERT} quiet, as this kernel clock is synchronised (or unreadable)",
+                      not kernel_firing, f"{kernel_detail}; firing on {sorted(kernel_firing)}")
+
+
+def run_scenarios(results, stack, boards):
+    names = alert_names_in_rules()
+    for node, (_, _, alert, _, _) in SCENARIOS.items():
+        results.check(f"scenario {node}: alert {alert} exists in alerts/imds_exporter.rules.yml", alert in names)
+
+    # Nothing may be active on the scenario nodes before the switch, or a pass would mean nothing.
+    before = active_alerts(stack, 'alertstate=~"firing|pending"')
+    switched = {}
+    for node_name, (kind, arg, alert, severity, _) in SCENARIOS.items():
+        pre = sorted(a for a, i, s, st in before if i == node_name and a == alert)
+        results.check(f"scenario {node_name}: {alert} inactive before the switch", not pre, str(pre))
+        node = stack.node(node_name)
+        if kind == "scenario":
+            node.switch(arg)
+        else:
+            node.clock_offset(arg)
+        switched[node_name] = time.monotonic()
+
+    timings = {}
+    pending_seen = {}
+    remaining = set(SCENARIOS)
+    deadline = time.monotonic() + DEADLINE
+    while remaining and time.monotonic() < deadline:
+        now_alerts = active_alerts(stack, 'alertstate=~"firing|pending"')
+        for node_name in sorted(remaining):
+            _, _, alert, severity, _ = SCENARIOS[node_name]
+            states = {st for a, i, s, st in now_alerts if a == alert and i == node_name and s == severity}
+            elapsed = time.monotonic() - switched[node_name]
+            if states and node_name not in pending_seen:
+                pending_seen[node_name] = elapsed
+            if "firing" in states:
+                timings[node_name] = elapsed
+                remaining.discard(node_name)
+        time.sleep(0.5)
+    firing_now = active_alerts(stack, 'alertstate="firing"')
+    for node_name, (kind, arg, alert, severity, _) in SCENARIOS.items():
+        others = sorted({a for a, i, s, st in firing_now if i == node_name and a not in (alert, KERNEL_CLOCK_ALERT)})
+        if node_name in timings:
+            detail = (f"{alert}{{severity={severity}}} firing after {timings[node_name]:.1f}s "
+                      f"(expression true after {pending_seen.get(node_name, timings[node_name]):.1f}s)"
+                      + (f"; also firing: {', '.join(others)}" if others else ""))
+            results.check(f"scenario {node_name} ({kind} {arg}): alert fires", True, detail)
+        else:
+            results.check(f"scenario {node_name} ({kind} {arg}): alert fires", False,
+                          f"{alert}{{severity={severity}}} not firing within {DEADLINE}s"
+                          + (f" (pending after {pending_seen[node_name]:.1f}s)" if node_name in pending_seen else "")
+                          + f"; firing on that node: {others}")
+
+    # While every scenario is on, the fleet dashboard must show it.
+    fleet = boards["imds-fleet"]
+    for title, (test, wording) in FLEET_UNDER_FAILURE.items():
+        try:
+            values = stack.prom.vector(substitute(panel_expr(fleet, title), ".*"))
+            value = values[0][1] if values else None
+            results.check(f"failures: fleet panel {title!r} shows them", value is not None and test(value),
+                          f"value {value}, want {wording}")
+        except PromError as e:
+            results.check(f"failures: fleet panel {title!r} shows them", False, str(e))
+    problems = {l.get("instance"): v for l, v in stack.prom.vector(substitute(panel_expr(fleet, "Worst nodes", "problems"), ".*"))}
+    bad = {n for n in SCENARIOS if problems.get(n, 0) < 1}
+    results.check("failures: Worst nodes table counts problems on every broken node and none on the healthy one",
+                  not bad and problems.get(HEALTHY) == 0,
+                  ", ".join(f"{k}={v:g}" for k, v in sorted(problems.items())))
+
+    # Back to healthy.
+    for node_name, (kind, arg, alert, severity, _) in SCENARIOS.items():
+        node = stack.node(node_name)
+        if kind == "scenario":
+            node.switch("healthy")
+        else:
+            node.clock_offset("0")
+    back = time.monotonic()
+    for node_name, (kind, arg, alert, severity, follows_state) in SCENARIOS.items():
+        if not follows_state:
+            info(f"{node_name}: {alert} looks at 5-minute rate windows; it resolves 5 min after healthy returns (not waited for)")
+            continue
+        try:
+            wait_for(f"{alert} on {node_name} to resolve",
+                     lambda: not any(a == alert and i == node_name for a, i, s, st in active_alerts(stack, 'alertstate=~"firing|pending"')),
+                     30)
+            results.check(f"recovery {node_name}: {alert} resolves after the switch back", True,
+                          f"after {time.monotonic() - back:.1f}s")
+        except TimeoutError as e:
+            results.check(f"recovery {node_name}: {alert} resolves after the switch back", False, str(e))
+    return timings
+
+
+# -------------------------------------------------------------------------------------- main
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--binary", default=os.environ.get("IMDS_EXPORTER_BIN", str(ROOT / "target/debug/imds_exporter")))
+    parser.add_argument("--keep-logs", action="store_true", help="keep the temporary directory with every log")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    results = Results()
+    boards, empty = load_dashboards()
+    static_checks(results, boards, empty)
+
+    kernel_unsync, kernel_detail = kernel_clock_unsynchronised()
+    info(f"kernel clock: {kernel_detail} -> {'unsynchronised' if kernel_unsync else 'synchronised or unreadable'}")
+
+    stack = Stack(args.binary, [HEALTHY, *SCENARIOS], rotate_every="20s", lifetime="1h", rule_for="5s")
+    timings = {}
+    try:
+        stack.start()
+        info(f"fleet of {len(stack.nodes)} nodes up after {time.monotonic() - started:.1f}s; Prometheus {stack.prom.url}; "
+             f"rules with shortened for: {stack.rule_rewrites}; logs in {stack.workdir}")
+        results.check("setup: every `for:` of the rule copies shortened", sum(stack.rule_rewrites.values()) > 0,
+                      str(stack.rule_rewrites))
+        # Rates need a few scrapes, the rotation panels a first rotation (every 20 s).
+        wait_for("a first credential rotation on the healthy node",
+                 lambda: stack.prom.vector(f'imds_credentials_rotations_total{{instance="{HEALTHY}"}} >= 1'), 60)
+        time.sleep(3)
+        info(f"healthy state reached after {time.monotonic() - started:.1f}s")
+
+        checked = check_dashboard_queries(results, stack, boards, empty, "healthy")
+        check_rules_health(results, stack, "healthy")
+        healthy_alerts(results, stack, kernel_unsync, kernel_detail)
+
+        timings = run_scenarios(results, stack, boards)
+        check_rules_health(results, stack, "after failures")
+        window = time.time() - stack.prom_started + 1
+        leaked = sorted({a for a, i, s, st in active_alerts(
+            stack, f'instance="{HEALTHY}", alertstate=~"firing|pending", severity=~"warning|critical"', window)
+            if a != KERNEL_CLOCK_ALERT})
+        results.check("isolation: the healthy node had no warning/critical alert during the whole run", not leaked, str(leaked))
+        info(f"{len(checked)} dashboard queries executed")
+    except Exception as e:  # a broken setup is a failure, reported with the logs
+        results.check("setup and run", False, f"{type(e).__name__}: {e}")
+        for name, _, log_path in stack.procs:
+            print(f"----- {name} ({log_path})\n{stack.tail(log_path)}")
+    finally:
+        stack.cleanup(keep=args.keep_logs or results.failed > 0)
+        if results.failed:
+            info(f"logs kept in {stack.workdir}")
+
+    if timings:
+        info("firing times: " + ", ".join(f"{n.removeprefix('e2e-')} {t:.1f}s" for n, t in timings.items()))
+    info(f"total {time.monotonic() - started:.0f}s")
+    if results.failures:
+        info("failed: " + "; ".join(results.failures))
+    print(f"e2e: {results.passed} passed, {results.failed} failed")
+    return 1 if results.failed else 0
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupted(signum, _frame):
+    raise Interrupted(f"interrupted by signal {signum}")
+
+
+if __name__ == "__main__":
+    import signal
+
+    # A TERM (the shell's trap, `timeout`) fails the run with a summary and stops the fleet.
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    sys.exit(main())
