@@ -8,9 +8,10 @@ use std::fmt::{self, Write as _};
 use clap::ValueEnum;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -23,13 +24,13 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    fn as_str(self) -> &'static str {
+    fn filter(self) -> LevelFilter {
         match self {
-            LogLevel::Error => "error",
-            LogLevel::Warn => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-            LogLevel::Trace => "trace",
+            LogLevel::Error => LevelFilter::ERROR,
+            LogLevel::Warn => LevelFilter::WARN,
+            LogLevel::Info => LevelFilter::INFO,
+            LogLevel::Debug => LevelFilter::DEBUG,
+            LogLevel::Trace => LevelFilter::TRACE,
         }
     }
 }
@@ -40,12 +41,17 @@ pub enum LogFormat {
     Json,
 }
 
-fn filter(level: LogLevel) -> EnvFilter {
+/// Our crate at `level`, dependencies at `warn` (or `error`). A plain target filter rather than
+/// `EnvFilter`, whose directive parser brings a regex engine (a tenth of the binary) for a
+/// filter that never changes.
+fn filter(level: LogLevel) -> Targets {
     let deps = match level {
-        LogLevel::Error => "error",
-        _ => "warn",
+        LogLevel::Error => LevelFilter::ERROR,
+        _ => LevelFilter::WARN,
     };
-    EnvFilter::new(format!("{deps},imds_exporter={}", level.as_str()))
+    Targets::new()
+        .with_default(deps)
+        .with_target("imds_exporter", level.filter())
 }
 
 /// Installs the global subscriber writing to stderr. Safe to call more than once (later calls
@@ -58,15 +64,19 @@ pub fn init_with_writer<W>(level: LogLevel, format: LogFormat, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(level))
-        .with_writer(writer);
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
     let _ = match format {
-        LogFormat::Logfmt => builder.event_format(Logfmt).try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+        LogFormat::Logfmt => tracing_subscriber::registry()
+            .with(layer.event_format(Logfmt).with_filter(filter(level)))
+            .try_init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_filter(filter(level)),
+            )
             .try_init(),
     };
 }

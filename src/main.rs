@@ -1,6 +1,6 @@
 //! The `imds_exporter` binary: everything lives in the library.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     match imds_exporter::main_with_args().await {
         Ok(code) => code,

@@ -4,8 +4,14 @@
 //! The exporter probes in the background (smokeping_prober's model): a scrape reads what the
 //! last run measured and never triggers a request to IMDS. Every `probe`, `phase` and `reason`
 //! series is created at zero on start-up, so `rate()` and `increase()` see the first failure.
+//!
+//! Because the probes' series change only when a run is recorded, their text is rendered once per
+//! change and reused by every scrape until the next one; only the collectors that change on their
+//! own (the node views, the process collector) are gathered at scrape time. A scrape is then
+//! mostly a copy, which keeps `/metrics` cheap however often it is scraped.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use prometheus::core::{Collector, Desc};
@@ -45,8 +51,17 @@ pub const BUILD_INFO: BuildInfo = BuildInfo {
     rustc_version: env!("IMDS_EXPORTER_RUSTC_VERSION"),
 };
 
+/// The exporter's series. Invariant behind the exposition cache: the families in `registry`
+/// change only through the `&self` methods below, and each of those ends with `self.changed()`.
 pub struct Metrics {
+    /// Our own families, rendered once per change (see `rendered`).
     registry: Registry,
+    /// Collectors whose values change on their own (node views, process): gathered every scrape.
+    live: Registry,
+    /// Bumped after every change to `registry` or to the optional gauges.
+    generation: AtomicU64,
+    /// The text of our own families at some generation.
+    rendered: Mutex<Arc<Rendered>>,
     probe_success: IntGaugeVec,
     probe_duration: GaugeVec,
     probe_last_success: GaugeVec,
@@ -77,11 +92,7 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let m = Self::with_registry(registry);
-        #[cfg(target_os = "linux")]
-        {
-            let pc = prometheus::process_collector::ProcessCollector::for_self();
-            let _ = m.registry.register(Box::new(pc));
-        }
+        m.register(Box::new(crate::collector::process::ProcessMetrics::new()));
         m
     }
 
@@ -257,6 +268,9 @@ impl Metrics {
 
         let m = Self {
             registry,
+            live: Registry::new(),
+            generation: AtomicU64::new(0),
+            rendered: Mutex::new(Arc::new(Rendered::default())),
             probe_success,
             probe_duration,
             probe_last_success,
@@ -311,25 +325,51 @@ impl Metrics {
         m
     }
 
-    /// Registers a collector that owns its own series (the clock and ethtool views).
+    /// Registers a collector that owns its own series (the clock and ethtool views); it is
+    /// gathered at every scrape.
     pub fn register(&self, c: Box<dyn Collector>) {
-        self.registry
-            .register(c)
-            .expect("collector names are unique");
+        self.live.register(c).expect("collector names are unique");
     }
 
-    /// Renders the text exposition format.
+    /// Marks our own families as changed, so the next scrape renders them again.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Renders the text exposition format, families sorted by name.
     pub fn encode(&self) -> Vec<u8> {
-        let mut families = self.registry.gather();
-        families.extend(self.optional_gauges());
-        // The encoder refuses families without samples; an absent gauge is simply not written.
-        families.retain(|f| !f.get_metric().is_empty());
-        families.sort_by(|a, b| a.name().cmp(b.name()));
-        let mut buf = Vec::with_capacity(16 * 1024);
-        TextEncoder::new()
-            .encode(&families, &mut buf)
-            .expect("encoding to a Vec cannot fail");
+        let mut live = self.live.gather();
+        live.retain(|f| !f.get_metric().is_empty());
+        live.sort_by(|a, b| a.name().cmp(b.name()));
+        let own = self.rendered_own();
+        let mut buf = Vec::with_capacity(own.len + 4 * 1024);
+        let mut own_families = own.families.iter().peekable();
+        for family in &live {
+            while let Some((_, text)) =
+                own_families.next_if(|(name, _)| name.as_str() < family.name())
+            {
+                buf.extend_from_slice(text);
+            }
+            encode_families(std::slice::from_ref(family), &mut buf);
+        }
+        for (_, text) in own_families {
+            buf.extend_from_slice(text);
+        }
         buf
+    }
+
+    /// The text of our own families, rendered again only if they changed since the last time.
+    fn rendered_own(&self) -> Arc<Rendered> {
+        // Read before gathering: a change that lands during the render bumps the generation
+        // again, so the next scrape renders anew rather than serving a half-applied change.
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut rendered = self.rendered.lock().unwrap();
+        if rendered.generation != Some(generation) {
+            let mut families = self.registry.gather();
+            families.extend(self.optional_gauges());
+            *rendered = Arc::new(Rendered::new(generation, families));
+        }
+        rendered.clone()
     }
 
     /// Gauges that are absent until there is a value: a 0 would read as "1970" or as "no lead".
@@ -354,6 +394,7 @@ impl Metrics {
         self.probe_interval
             .with_label_values(&[probe.as_str()])
             .set(interval.as_secs_f64());
+        self.changed();
     }
 
     /// Records the common `imds_probe_*` series of one run.
@@ -383,6 +424,7 @@ impl Metrics {
                     .inc();
             }
         }
+        self.changed();
     }
 
     /// Records everything an IMDS run saw.
@@ -430,6 +472,7 @@ impl Metrics {
         if let Some(v1) = run.v1_enabled {
             self.v1_enabled.set(i64::from(v1));
         }
+        self.changed();
     }
 
     /// Keeps exactly one `imds_credentials_info` series; a new ARN arrives only hourly, so the
@@ -462,6 +505,7 @@ impl Metrics {
         ] {
             let _ = g.remove_label_values(&[server]);
         }
+        self.changed();
     }
 
     /// Records one NTP server's sample.
@@ -483,6 +527,7 @@ impl Metrics {
         self.ntp_root_dispersion
             .with_label_values(l)
             .set(sample.root_dispersion_seconds);
+        self.changed();
     }
 }
 
@@ -490,6 +535,43 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Our own families' text at one generation, one entry per non-empty family, sorted by name.
+#[derive(Default)]
+struct Rendered {
+    generation: Option<u64>,
+    families: Vec<(String, Vec<u8>)>,
+    /// Total bytes of text.
+    len: usize,
+}
+
+impl Rendered {
+    fn new(generation: u64, mut families: Vec<MetricFamily>) -> Self {
+        // The encoder refuses families without samples; an absent gauge is simply not written.
+        families.retain(|f| !f.get_metric().is_empty());
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let families: Vec<(String, Vec<u8>)> = families
+            .iter()
+            .map(|f| {
+                let mut text = Vec::with_capacity(1024);
+                encode_families(std::slice::from_ref(f), &mut text);
+                (f.name().to_string(), text)
+            })
+            .collect();
+        let len = families.iter().map(|(_, t)| t.len()).sum();
+        Self {
+            generation: Some(generation),
+            families,
+            len,
+        }
+    }
+}
+
+fn encode_families(families: &[MetricFamily], buf: &mut Vec<u8>) {
+    TextEncoder::new()
+        .encode(families, buf)
+        .expect("encoding to a Vec cannot fail");
 }
 
 pub fn unix_seconds(t: DateTime<Utc>) -> f64 {
@@ -521,4 +603,105 @@ pub fn desc(name: &str, help: &str, labels: &[&str]) -> Desc {
         Default::default(),
     )
     .expect("valid metric description")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::imds::PhaseResult;
+    use crate::probe::ntp::NtpSample;
+    use std::time::Duration;
+
+    /// What `encode` returned before the cache: everything gathered and rendered at once.
+    fn encode_uncached(m: &Metrics) -> String {
+        let mut families = m.registry.gather();
+        families.extend(m.optional_gauges());
+        families.extend(m.live.gather());
+        families.retain(|f| !f.get_metric().is_empty());
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut buf = Vec::new();
+        encode_families(&families, &mut buf);
+        String::from_utf8(buf).unwrap()
+    }
+
+    /// The process collector's values move between two renders; compare everything else.
+    fn without_process(text: &str) -> String {
+        text.lines()
+            .filter(|l| !l.starts_with("process_") && !l.contains(" process_"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    fn ntp_sample(offset: f64) -> NtpSample {
+        NtpSample {
+            offset_seconds: offset,
+            rtt_seconds: 0.001,
+            stratum: 3,
+            leap: 0,
+            root_delay_seconds: 0.0,
+            root_dispersion_seconds: 0.0,
+            reference_id: *b"LOCL",
+        }
+    }
+
+    #[test]
+    fn every_change_reaches_the_next_scrape() {
+        let m = Metrics::new();
+        let now = Utc::now();
+        let failed_run = ImdsRun {
+            phases: vec![PhaseResult {
+                phase: Phase::Token,
+                duration: Duration::from_millis(1000),
+                error: Some(crate::probe::imds::RequestError::Timeout(
+                    Duration::from_secs(1),
+                )),
+            }],
+            outcome: Some(Err(Reason::Timeout)),
+            ..ImdsRun::default()
+        };
+        type Change = Box<dyn Fn(&Metrics)>;
+        let changes: Vec<Change> = vec![
+            Box::new(|m| m.set_interval(Probe::Imds, Duration::from_secs(30))),
+            Box::new(move |m| m.record_imds(&failed_run, now)),
+            Box::new(move |m| m.record_run(Probe::Ntp, Duration::from_millis(3), None, now)),
+            Box::new(|m| m.record_ntp_sample("127.0.0.1:123", &ntp_sample(0.25))),
+            Box::new(|m| m.record_ntp_sample("127.0.0.1:123", &ntp_sample(-0.5))),
+            Box::new(|m| m.forget_ntp_server("127.0.0.1:123")),
+        ];
+        let mut before = String::from_utf8(m.encode()).unwrap();
+        for (i, change) in changes.iter().enumerate() {
+            change(&m);
+            let after = String::from_utf8(m.encode()).unwrap();
+            assert_ne!(
+                before, after,
+                "change {i} is not visible in the next scrape"
+            );
+            assert_eq!(
+                without_process(&after),
+                without_process(&encode_uncached(&m)),
+                "change {i}: cached and fresh renders differ"
+            );
+            before = after;
+        }
+    }
+
+    #[test]
+    fn live_collectors_are_merged_in_name_order() {
+        let m = Metrics::new();
+        m.register(Box::new(crate::collector::NodeViews::new(true, None)));
+        let text = String::from_utf8(m.encode()).unwrap();
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted);
+        assert!(names.iter().any(|n| n.starts_with("process_")));
+        assert_eq!(
+            without_process(&text),
+            without_process(&encode_uncached(&m))
+        );
+    }
 }

@@ -4,6 +4,7 @@
 //! `scripts/test` installs chrony and faketime and sets IMDS_EXPORTER_REQUIRE_CHRONY=1, so there
 //! a missing tool is a failure; a plain `cargo test` elsewhere skips with a message.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,7 +48,9 @@ struct Chronyd {
 
 impl Drop for Chronyd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // faketime forks chronyd rather than exec'ing it: stop the whole process group.
+        // SAFETY: kill(2) on the group we created for this child.
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGTERM) };
         let _ = self.child.wait();
     }
 }
@@ -88,6 +91,7 @@ fn start_chronyd(chronyd: &Path, faketime: &Path, shift: &str) -> Chronyd {
         .arg(&conf)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("chronyd starts under faketime");
     Chronyd {

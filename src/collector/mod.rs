@@ -3,10 +3,12 @@
 //! exporter's clock loop and served from a cache, so a scrape makes no system call.
 //!
 //! Layout: `clock` reads `adjtimex(2)`; `ethtool` reads `SIOCETHTOOL` statistics; this module
-//! caches their results and renders them as metric families.
+//! caches their results and renders them as metric families. `process` is the exporter's own
+//! `process_*` metrics, read at scrape time.
 
 pub mod clock;
 pub mod ethtool;
+pub mod process;
 
 use std::sync::Mutex;
 

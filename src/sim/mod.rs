@@ -114,6 +114,14 @@ impl SimState {
         let now = Instant::now();
         if inner.tokens.len() > 10_000 {
             inner.tokens.retain(|_, exp| *exp > now);
+            if inner.tokens.len() > 10_000 {
+                // Under a benchmark's thousands of runs per second, forget the tokens closest to
+                // expiry: a client that kept one gets 401 and asks for a new one, as after expiry.
+                let mut expiries: Vec<Instant> = inner.tokens.values().copied().collect();
+                expiries.sort_unstable();
+                let cutoff = expiries[expiries.len() / 2];
+                inner.tokens.retain(|_, exp| *exp > cutoff);
+            }
         }
         inner.tokens.insert(token.clone(), now + ttl);
         token

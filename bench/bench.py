@@ -1,0 +1,1036 @@
+#!/usr/bin/env python3
+"""The side-by-side benchmark behind BENCHMARKS.md: imds_exporter against blackbox_exporter
+(HTTP probes of the simulator's credential URL) and node_exporter (timex, ntp), on loopback.
+
+Run it through `bench/run`, which installs the tools, builds the release binary and makes the
+venv. Every process this script starts is on 127.0.0.1, is killed on exit (by its pid), and every
+loop is bounded in count and time. The simulator stands in for IMDS; chronyd under faketime
+stands in for the Amazon Time Sync Service. Nothing non-loopback is ever contacted.
+
+Sections (`--only` picks some): footprint (RSS and CPU per probe run), scrape (/metrics under
+wrk), latency (accuracy under a 50 ms delay), ntp (offset accuracy), startup, series.
+Results go to bench/results/latest.{json,md} and into BENCHMARKS.md between its markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+ROLE = "imds-exporter-demo-role"
+CREDENTIALS_PATH = f"/latest/meta-data/iam/security-credentials/{ROLE}"
+LOOPBACK = "127.0.0.1"
+BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+CHRONYD = "/usr/sbin/chronyd"
+NTPDIG = "/usr/bin/ntpdig"  # Debian's `sntp` is NTPsec's ntpdig
+SYSTEM_PYTHON = "/usr/bin/python3"  # ntpdig needs Debian's python3-ntp module
+MARK_BEGIN = "<!-- bench:begin (written by bench/run; edit the notes outside these markers) -->"
+MARK_END = "<!-- bench:end -->"
+
+# ---------------------------------------------------------------------------------------------
+# Processes: every one we start is remembered and killed by pid on exit.
+
+_children: list[subprocess.Popen] = []
+
+
+def spawn(argv: list[str], log: Path | None = None, **kw) -> subprocess.Popen:
+    out = open(log, "wb") if log else subprocess.DEVNULL
+    p = subprocess.Popen(
+        argv, stdout=kw.pop("stdout", out), stderr=out, stdin=subprocess.DEVNULL,
+        start_new_session=True, **kw,
+    )
+    _children.append(p)
+    return p
+
+
+def _signal_group(p: subprocess.Popen, sig: int) -> None:
+    # Each child leads its own process group (start_new_session), so the group is exactly what
+    # we started: `faketime` runs chronyd as its child, and killing faketime alone would leave
+    # chronyd behind.
+    try:
+        os.killpg(p.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop(p: subprocess.Popen) -> None:
+    _signal_group(p, signal.SIGTERM)
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        _signal_group(p, signal.SIGKILL)
+        p.wait(timeout=5)
+    time.sleep(0.05)
+    _signal_group(p, signal.SIGKILL)  # anything of the group that outlived its leader
+    if p in _children:
+        _children.remove(p)
+
+
+def _cleanup(*_args) -> None:
+    for p in list(_children):
+        try:
+            stop(p)
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
+atexit.register(_cleanup)
+for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_sig, lambda s, f: sys.exit(128 + s))
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc readings
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def rss_parts_kib(pid: int) -> dict:
+    """VmRSS split into anonymous memory (heap, stacks) and file-backed pages (code, libraries)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key = line.split(":")[0]
+        if key in ("RssAnon", "RssFile", "RssShmem", "Threads"):
+            out[key] = int(line.split()[1])
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole process (all threads), in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP and the exposition format
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def post(url: str) -> None:
+    req = urllib.request.Request(url, method="POST", data=b"")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        r.read()
+
+
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+
+
+def parse_exposition(text: str) -> dict[tuple[str, str], float]:
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        if m:
+            out[(m.group(1), m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def series_count(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def metric(samples: dict, name: str, labels: str = "") -> float | None:
+    return samples.get((name, labels))
+
+
+def wait_until(cond, timeout: float, what: str, step: float = 0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            v = cond()
+        except (OSError, http.client.HTTPException):
+            v = None
+        if v:
+            return v
+        time.sleep(step)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The programs under test
+
+
+class Simulator:
+    def __init__(self, binary: str, workdir: Path):
+        self.proc = spawn(
+            [binary, "simulate", "--listen", f"{LOOPBACK}:0", "--ntp-listen", f"{LOOPBACK}:0",
+             "--log.level", "warn"],
+            log=None, stdout=subprocess.PIPE,
+        )
+        self.endpoint = self.ntp = None
+        deadline = time.monotonic() + 10
+        while (self.endpoint is None or self.ntp is None) and time.monotonic() < deadline:
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                break
+            if m := re.match(r"IMDS simulator on (http://127\.0\.0\.1:\d+)", line):
+                self.endpoint = m.group(1)
+            if m := re.match(r"SNTP answerer on (127\.0\.0\.1:\d+)", line):
+                self.ntp = m.group(1)
+        if not self.endpoint or not self.ntp:
+            raise RuntimeError("the simulator did not print its addresses")
+        self.credentials_url = self.endpoint + CREDENTIALS_PATH
+
+    def scenario(self, name: str) -> None:
+        post(f"{self.endpoint}/_sim/scenario/{name}")
+
+
+class Ours:
+    """imds_exporter, always pointed at loopback endpoints."""
+
+    def __init__(self, binary: str, sim: Simulator, workdir: Path, *extra: str,
+                 ntp_server: str | None = None, log_level: str = "warn", name: str = "ours"):
+        self.port = free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.log = workdir / f"{name}-{self.port}.log"
+        self.argv = [
+            binary, "--web.listen-address", f"{LOOPBACK}:{self.port}",
+            "--imds.endpoint", sim.endpoint, "--ntp.server", ntp_server or sim.ntp,
+            "--log.level", log_level, *extra,
+        ]
+        self.started = time.monotonic()
+        self.proc = spawn(self.argv, log=self.log)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def ready(self) -> bool:
+        return get(self.url + "/-/ready", timeout=1)[0] == 200
+
+    def scrape(self) -> str:
+        return get(self.url + "/metrics")[1].decode()
+
+    def runs(self) -> float:
+        return metric(parse_exposition(self.scrape()), "imds_probe_runs_total", '{probe="imds"}') or 0
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        wait_until(self.ready, timeout, "imds_exporter /-/ready", step=0.005)
+
+
+class Blackbox:
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        config = workdir / "blackbox.yml"
+        config.write_text(
+            "modules:\n  http_2xx:\n    prober: http\n    timeout: 1s\n"
+            "    http:\n      preferred_ip_protocol: ip4\n"
+        )
+        self.started = time.monotonic()
+        self.proc = spawn(
+            [BLACKBOX, f"--config.file={config}", f"--web.listen-address={LOOPBACK}:{self.port}",
+             "--log.level=warn"],
+            log=workdir / f"blackbox-{self.port}.log",
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        wait_until(lambda: get(self.url + "/-/healthy", timeout=1)[0] == 200, timeout,
+                   "blackbox_exporter /-/healthy", step=0.005)
+
+    def probe_path(self, target: str) -> str:
+        return f"/probe?module=http_2xx&target={urllib.request.quote(target, safe='')}"
+
+
+class NodeExporter:
+    def __init__(self, workdir: Path, *extra: str):
+        self.port = free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.started = time.monotonic()
+        self.proc = spawn(
+            [NODE_EXPORTER, f"--web.listen-address={LOOPBACK}:{self.port}", "--log.level=warn",
+             *extra],
+            log=workdir / f"node-{self.port}.log",
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        wait_until(lambda: get(self.url + "/metrics", timeout=2)[0] == 200, timeout,
+                   "node_exporter /metrics", step=0.005)
+
+
+def keepalive_requests(port: int, path: str, count: int, timeout: float = 300) -> list[bytes]:
+    """`count` sequential GETs on one keep-alive connection (a Prometheus-less probe loop)."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+    bodies = []
+    deadline = time.monotonic() + timeout
+    try:
+        for _ in range(count):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{count} requests took longer than {timeout}s")
+            conn.request("GET", path)
+            r = conn.getresponse()
+            bodies.append(r.read())
+            if r.status != 200:
+                raise RuntimeError(f"GET {path}: HTTP {r.status}")
+    finally:
+        conn.close()
+    return bodies
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def percentile(xs, q: float):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def spread(xs) -> str:
+    xs = [x for x in xs if x is not None]
+    if len(xs) < 2:
+        return ""
+    m = statistics.median(xs)
+    if not m:
+        return ""
+    return f"{(max(xs) - min(xs)) / abs(m) * 100:.0f}%"
+
+
+def parse_duration(text: str) -> float:
+    """A Rust `Duration` Debug string (`50.9ms`, `1.2s`, `950µs`, `12ns`) in seconds."""
+    m = re.fullmatch(r"([0-9.]+)(ns|µs|us|ms|s)", text)
+    if not m:
+        raise ValueError(text)
+    scale = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+
+
+def section_footprint(ctx) -> dict:
+    """RSS after start and after N probe runs; CPU per probe run."""
+    n = ctx.runs
+    reps = []
+    for rep in range(ctx.reps):
+        row = {"load_before": loadavg()}
+        # Ours: an accelerated interval; the runs counter says how many runs were made.
+        ours = Ours(ctx.binary, ctx.sim, ctx.workdir, "--imds.interval", ctx.interval)
+        ours.wait_ready()
+        row["ours_rss_start_kib"] = rss_kib(ours.pid)
+        cpu0, runs0, t0 = cpu_seconds(ours.pid), ours.runs(), time.monotonic()
+        deadline = t0 + 120
+        runs = runs0
+        while runs - runs0 < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"imds_exporter made only {runs - runs0} runs in 120s")
+            time.sleep(0.2)
+            runs = ours.runs()
+        cpu1 = cpu_seconds(ours.pid)
+        row["ours_rss_end_kib"] = rss_kib(ours.pid)
+        row["ours_rss_parts"] = rss_parts_kib(ours.pid)
+        row["ours_runs"] = runs - runs0
+        row["ours_seconds"] = time.monotonic() - t0
+        row["ours_cpu_per_run_us"] = (cpu1 - cpu0) / (runs - runs0) * 1e6
+        stop(ours.proc)
+
+        # blackbox_exporter: the same credential URL, one /probe after another on a keep-alive
+        # connection (what a 1 ms scrape interval would do, without a Prometheus in between).
+        bb = Blackbox(ctx.workdir)
+        bb.wait_ready()
+        path = bb.probe_path(ctx.sim.credentials_url)
+        first = keepalive_requests(bb.port, path, 1)[0].decode()
+        if metric(parse_exposition(first), "probe_success") != 1:
+            raise RuntimeError(f"blackbox probe of the simulator failed:\n{first}")
+        row["theirs_rss_start_kib"] = rss_kib(bb.pid)
+        cpu0, t0 = cpu_seconds(bb.pid), time.monotonic()
+        bodies = keepalive_requests(bb.port, path, n)
+        cpu1 = cpu_seconds(bb.pid)
+        row["theirs_rss_end_kib"] = rss_kib(bb.pid)
+        row["theirs_rss_parts"] = rss_parts_kib(bb.pid)
+        row["theirs_runs"] = n
+        row["theirs_seconds"] = time.monotonic() - t0
+        row["theirs_cpu_per_run_us"] = (cpu1 - cpu0) / n * 1e6
+        row["theirs_failed_probes"] = sum(1 for b in bodies if b"probe_success 1" not in b)
+        stop(bb.proc)
+        row["load_after"] = loadavg()
+        reps.append(row)
+        ctx.say(f"footprint rep {rep + 1}: ours {row['ours_rss_end_kib']} KiB "
+                f"{row['ours_cpu_per_run_us']:.0f} us/run; blackbox {row['theirs_rss_end_kib']} KiB "
+                f"{row['theirs_cpu_per_run_us']:.0f} us/probe (load {row['load_before']:.2f})")
+    return {"runs": n, "interval": ctx.interval, "reps": reps}
+
+
+WRK_LINE = re.compile(r"^\s*(50|99)%\s+([0-9.]+)(us|ms|s)\s*$")
+
+
+def run_wrk(url: str, ctx, pid: int | None = None, threads: int = 2, conns: int = 32) -> dict:
+    cpu0 = cpu_seconds(pid) if pid else None
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{conns}", f"-d{ctx.wrk_seconds}s", "--latency", url],
+        capture_output=True, text=True, timeout=ctx.wrk_seconds + 30, check=True,
+    ).stdout
+    res = {}
+    if m := re.search(r"(\d+) requests in", out):
+        res["requests"] = int(m.group(1))
+        if pid and res["requests"]:
+            res["cpu_per_request_us"] = (cpu_seconds(pid) - cpu0) / res["requests"] * 1e6
+    for line in out.splitlines():
+        if m := WRK_LINE.match(line):
+            scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(3)]
+            res[f"p{m.group(1)}_ms"] = float(m.group(2)) * scale
+        if line.startswith("Requests/sec:"):
+            res["rps"] = float(line.split()[1])
+        if "Non-2xx" in line or "Socket errors" in line:
+            res.setdefault("errors", []).append(line.strip())
+    return res
+
+
+def section_scrape(ctx) -> dict:
+    ours = Ours(ctx.binary, ctx.sim, ctx.workdir)  # default 30s interval: a scrape-time view
+    bb = Blackbox(ctx.workdir)
+    node = NodeExporter(ctx.workdir)
+    for t in (ours, bb, node):
+        t.wait_ready()
+    # One probe so blackbox's own metrics are warm, as they would be in production.
+    keepalive_requests(bb.port, bb.probe_path(ctx.sim.credentials_url), 1)
+    targets = {"ours": ours.url + "/metrics", "blackbox": bb.url + "/metrics",
+               "node": node.url + "/metrics"}
+    size = {}
+    for name, url in targets.items():
+        body = get(url)[1]
+        size[name] = {"bytes": len(body), "series": series_count(body.decode())}
+    pids = {"ours": ours.pid, "blackbox": bb.pid, "node": node.pid}
+    reps = []
+    for rep in range(ctx.reps):
+        row = {"load_before": loadavg()}
+        for name, url in targets.items():
+            row[name] = run_wrk(url, ctx, pids[name])
+            # One scraper, one connection: what a Prometheus server does.
+            row[name + "_c1"] = run_wrk(url, ctx, None, threads=1, conns=1)
+        reps.append(row)
+        ctx.say(f"scrape rep {rep + 1}: " + ", ".join(
+            f"{k} {row[k].get('rps', 0):.0f} req/s p99 {row[k].get('p99_ms', 0):.2f} ms"
+            for k in targets))
+    for p in (ours, bb, node):
+        stop(p.proc)
+    return {"size": size, "reps": reps}
+
+
+LOG_OK = re.compile(r'msg="IMDS request ok".*?phase=(\w+).*?duration=(\S+)')
+LOG_FAIL = re.compile(r'msg="IMDS request failed"')
+
+
+def section_latency(ctx) -> dict:
+    delay = 0.050
+    ctx.sim.scenario("slow?delay=50ms")
+    reps = []
+    try:
+        for rep in range(ctx.reps):
+            ours = Ours(ctx.binary, ctx.sim, ctx.workdir, "--imds.interval", "1ms",
+                        log_level="trace", name="latency")
+            ours.wait_ready(timeout=30)
+            before = parse_exposition(ours.scrape())
+            log_offset = ours.log.stat().st_size
+            time.sleep(ctx.latency_seconds)
+            after = parse_exposition(ours.scrape())
+            stop(ours.proc)
+            with open(ours.log, "rb") as f:
+                f.seek(log_offset)
+                lines = f.read().decode(errors="replace").splitlines()
+            errors = [parse_duration(m.group(2)) - delay for line in lines
+                      if (m := LOG_OK.search(line))]
+            failures = sum(1 for line in lines if LOG_FAIL.search(line))
+            means = {}
+            for phase in ("token", "role", "credentials", "info", "identity", "imdsv1"):
+                lbl = f'{{phase="{phase}"}}'
+                dc = (metric(after, "imds_request_duration_seconds_count", lbl) or 0) - (
+                    metric(before, "imds_request_duration_seconds_count", lbl) or 0)
+                ds = (metric(after, "imds_request_duration_seconds_sum", lbl) or 0) - (
+                    metric(before, "imds_request_duration_seconds_sum", lbl) or 0)
+                if dc > 0:
+                    means[phase] = {"count": dc, "mean_error_ms": (ds / dc - delay) * 1e3}
+
+            # blackbox: the same delay, probing the credential URL.
+            bb = Blackbox(ctx.workdir)
+            bb.wait_ready()
+            bodies = keepalive_requests(bb.port, bb.probe_path(ctx.sim.credentials_url),
+                                        ctx.latency_probes)
+            stop(bb.proc)
+            bb_request, bb_total = [], []
+            for b in bodies:
+                s = parse_exposition(b.decode())
+                phases = sum(metric(s, "probe_http_duration_seconds", f'{{phase="{p}"}}') or 0
+                             for p in ("resolve", "connect", "tls", "processing", "transfer"))
+                bb_request.append(phases - delay)
+                bb_total.append(metric(s, "probe_duration_seconds") - delay)
+            row = {
+                "samples": len(errors), "failures": failures,
+                "errors_ms": [round(e * 1e3, 4) for e in errors],
+                "theirs_errors_ms": [round(e * 1e3, 4) for e in bb_request],
+                "p50_error_ms": percentile(errors, 0.5) * 1e3 if errors else None,
+                "p99_error_ms": percentile(errors, 0.99) * 1e3 if errors else None,
+                "phase_mean_error_ms": means,
+                "theirs_samples": len(bodies),
+                "theirs_p50_error_ms": percentile(bb_request, 0.5) * 1e3,
+                "theirs_p99_error_ms": percentile(bb_request, 0.99) * 1e3,
+                "theirs_total_p50_error_ms": percentile(bb_total, 0.5) * 1e3,
+                "theirs_total_p99_error_ms": percentile(bb_total, 0.99) * 1e3,
+            }
+            reps.append(row)
+            ctx.say(f"latency rep {rep + 1}: ours p50 {row['p50_error_ms']:+.3f} ms "
+                    f"p99 {row['p99_error_ms']:+.3f} ms over {len(errors)} requests; blackbox "
+                    f"p50 {row['theirs_p50_error_ms']:+.3f} ms p99 {row['theirs_p99_error_ms']:+.3f} ms")
+    finally:
+        ctx.sim.scenario("healthy")
+    return {"delay_ms": delay * 1e3, "reps": reps}
+
+
+def section_ntp(ctx) -> dict:
+    offset = 2.5
+    tmp = Path(tempfile.mkdtemp(prefix="chrony-", dir=ctx.workdir))
+    port = free_port(socket.SOCK_DGRAM)
+    conf = tmp / "chrony.conf"
+    conf.write_text(
+        f"port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 8\ncmdport 0\n"
+        f"pidfile {tmp}/chronyd.pid\ndriftfile {tmp}/drift\n"
+    )
+    # -x: never touch the system clock; faketime shifts only chronyd's view of time.
+    chrony = spawn(["faketime", "-f", f"+{offset}s", CHRONYD, "-x", "-d", "-u", "root", "-f",
+                    str(conf)], log=tmp / "chronyd.log")
+    import ntplib  # from the venv made by bench/run
+
+    client = ntplib.NTPClient()
+
+    def ntplib_offset():
+        return client.request(LOOPBACK, port=port, version=4, timeout=1).offset
+
+    def answering():
+        try:
+            return abs(ntplib_offset() - offset) < 0.5
+        except ntplib.NTPException:
+            return False
+
+    wait_until(answering, 30, "chronyd to answer", step=0.2)
+    n = max(ctx.reps, 5) + 2
+    result = {"offset_s": offset}
+
+    ntplib_samples = []
+    for _ in range(n):
+        ntplib_samples.append(ntplib_offset())
+        time.sleep(0.2)
+    result["ntplib"] = ntplib_samples
+
+    sntp_samples = []
+    if Path(NTPDIG).exists() and Path(SYSTEM_PYTHON).exists():
+        # ntpdig has no port option: run it with getaddrinfo redirected to chronyd's port.
+        wrapper = (
+            "import socket,sys\n"
+            "_g=socket.getaddrinfo\n"
+            f"socket.getaddrinfo=lambda h,p,*a,**k:_g(h,{port} if p==123 else p,*a,**k)\n"
+            f"sys.argv=['sntp','-j','-t','2','{LOOPBACK}']\n"
+            f"exec(compile(open('{NTPDIG}').read(),'{NTPDIG}','exec'))\n"
+        )
+        for _ in range(n):
+            out = subprocess.run([SYSTEM_PYTHON, "-c", wrapper], capture_output=True, text=True,
+                                 timeout=10).stdout
+            try:
+                sntp_samples.append(float(json.loads(out)["offset"]))
+            except (ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+    result["sntp"] = sntp_samples
+
+    ours = Ours(ctx.binary, ctx.sim, ctx.workdir, "--ntp.interval", "500ms",
+                ntp_server=f"{LOOPBACK}:{port}", name="ntp")
+    ours.wait_ready()
+    lbl = f'{{server="{LOOPBACK}:{port}"}}'
+    ours_samples = []
+    last_runs = None
+    deadline = time.monotonic() + 60
+    while len(ours_samples) < n and time.monotonic() < deadline:
+        s = parse_exposition(ours.scrape())
+        runs = metric(s, "imds_probe_runs_total", '{probe="ntp"}')
+        value = metric(s, "imds_ntp_offset_seconds", lbl)
+        if value is not None and runs != last_runs:
+            ours_samples.append(value)
+            last_runs = runs
+        time.sleep(0.1)
+    stop(ours.proc)
+    result["ours"] = ours_samples
+
+    node = NodeExporter(ctx.workdir, "--collector.disable-defaults", "--collector.ntp",
+                        f"--collector.ntp.server={LOOPBACK}",
+                        f"--collector.ntp.server-port={port}", "--collector.ntp.server-is-local")
+    node.wait_ready()
+    node_samples = []
+    for _ in range(n):
+        s = parse_exposition(get(node.url + "/metrics")[1].decode())
+        v = metric(s, "node_ntp_offset_seconds")
+        if v is not None:
+            node_samples.append(v)
+        time.sleep(0.2)
+    stop(node.proc)
+    result["node_exporter"] = node_samples
+    stop(chrony)
+    for k in ("ours", "ntplib", "sntp", "node_exporter"):
+        if result[k]:
+            result[f"{k}_median_error_ms"] = (median(result[k]) - offset) * 1e3
+    ctx.say("ntp: " + ", ".join(f"{k} {result.get(k + '_median_error_ms', float('nan')):+.3f} ms"
+                                for k in ("ours", "ntplib", "sntp", "node_exporter")))
+    return result
+
+
+def section_startup(ctx) -> dict:
+    reps = []
+    for rep in range(ctx.reps):
+        row = {}
+        t0 = time.monotonic()
+        ours = Ours(ctx.binary, ctx.sim, ctx.workdir)
+        wait_until(ours.ready, 15, "ready", step=0.001)
+        row["ours_ready_ms"] = (time.monotonic() - t0) * 1e3
+        wait_until(lambda: ours.runs() >= 1, 15, "first run", step=0.001)
+        row["ours_metrics_ms"] = (time.monotonic() - t0) * 1e3
+        stop(ours.proc)
+
+        t0 = time.monotonic()
+        bb = Blackbox(ctx.workdir)
+        wait_until(lambda: get(bb.url + "/-/ready", timeout=1)[0] == 200, 15, "bb", step=0.001)
+        row["theirs_ready_ms"] = (time.monotonic() - t0) * 1e3
+        path = bb.probe_path(ctx.sim.credentials_url)
+        wait_until(lambda: b"probe_success 1" in get(bb.url + path, timeout=2)[1], 15, "probe",
+                   step=0.001)
+        row["theirs_metrics_ms"] = (time.monotonic() - t0) * 1e3
+        stop(bb.proc)
+
+        t0 = time.monotonic()
+        node = NodeExporter(ctx.workdir)
+        wait_until(lambda: get(node.url + "/metrics", timeout=2)[0] == 200, 15, "node",
+                   step=0.001)
+        row["node_metrics_ms"] = (time.monotonic() - t0) * 1e3
+        stop(node.proc)
+        reps.append(row)
+        ctx.say(f"startup rep {rep + 1}: ours ready {row['ours_ready_ms']:.1f} ms, "
+                f"blackbox ready {row['theirs_ready_ms']:.1f} ms, first probe "
+                f"{row['theirs_metrics_ms']:.1f} ms, node {row['node_metrics_ms']:.1f} ms")
+    return {"reps": reps}
+
+
+def section_series(ctx) -> dict:
+    ours = Ours(ctx.binary, ctx.sim, ctx.workdir)
+    ours.wait_ready()
+    text = ours.scrape()
+    stop(ours.proc)
+    families: dict[str, int] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name = SAMPLE.match(line).group(1)
+            families[name] = families.get(name, 0) + 1
+    bb = Blackbox(ctx.workdir)
+    bb.wait_ready()
+    probe_text = get(bb.url + bb.probe_path(ctx.sim.credentials_url))[1].decode()
+    bb_own = get(bb.url + "/metrics")[1].decode()
+    stop(bb.proc)
+    node = NodeExporter(ctx.workdir)
+    node.wait_ready()
+    node_text = get(node.url + "/metrics")[1].decode()
+    stop(node.proc)
+    node_timex = sum(1 for line in node_text.splitlines()
+                     if line.startswith("node_timex_"))
+    return {
+        "ours": series_count(text),
+        "ours_families": families,
+        "blackbox_probe": series_count(probe_text),
+        "blackbox_own": series_count(bb_own),
+        "node_timex": node_timex,
+        "node_all": series_count(node_text),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def fmt(v, digits=1, unit=""):
+    if v is None:
+        return "n/a"
+    return f"{v:,.{digits}f}{unit}"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def met(ok) -> str:
+    return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+
+def render(results: dict) -> str:
+    out = []
+    env = results["environment"]
+    out.append(f"Fresh run of `{results['command']}` on {results['finished']} "
+               f"({results['elapsed_s']:.0f} s; {results['reps']} repetitions per comparison, "
+               "medians; spread = (max - min) / median over the repetitions).\n")
+    out.append("| machine | |\n|---|---|")
+    for k in ("cpu", "nproc", "memory", "kernel", "load"):
+        out.append(f"| {k} | {env[k]} |")
+    out.append("\n| software | version |\n|---|---|")
+    for k, v in env["versions"].items():
+        out.append(f"| {k} | {v} |")
+    out.append("")
+
+    if fp := results.get("footprint"):
+        r = fp["reps"]
+        med = {k: median([x[k] for x in r]) for k in r[0] if isinstance(r[0][k], (int, float))}
+        out.append(f"### 1-2. Memory and CPU per probe run ({fp['runs']:,} runs; ours at "
+                   f"`--imds.interval {fp['interval']}`, blackbox driven back to back)\n")
+        out.append("| measurement | imds_exporter | blackbox_exporter | ratio | target | met? | spread (ours / theirs) |")
+        out.append("|---|---|---|---|---|---|---|")
+        rs, re_ = med["ours_rss_start_kib"], med["theirs_rss_start_kib"]
+        out.append(f"| RSS after start (MiB) | {fmt(rs / 1024, 2)} | {fmt(re_ / 1024, 2)} | "
+                   f"{fmt(ratio(rs, re_), 2)} | - | - | {spread([x['ours_rss_start_kib'] for x in r])} / "
+                   f"{spread([x['theirs_rss_start_kib'] for x in r])} |")
+        e, t = med["ours_rss_end_kib"], med["theirs_rss_end_kib"]
+        out.append(f"| RSS after {fp['runs']:,} runs (MiB) | {fmt(e / 1024, 2)} | {fmt(t / 1024, 2)} | "
+                   f"{fmt(ratio(e, t), 2)} | <= 0.33 and < 10 MiB | "
+                   f"{met(ratio(e, t) <= 1 / 3 and e < 10 * 1024)} | "
+                   f"{spread([x['ours_rss_end_kib'] for x in r])} / {spread([x['theirs_rss_end_kib'] for x in r])} |")
+        c, ct = med["ours_cpu_per_run_us"], med["theirs_cpu_per_run_us"]
+        out.append(f"| CPU per probe run (µs, utime+stime) | {fmt(c, 0)} | {fmt(ct, 0)} | "
+                   f"{fmt(ratio(c, ct), 2)} | <= 0.5 | {met(ratio(c, ct) <= 0.5)} | "
+                   f"{spread([x['ours_cpu_per_run_us'] for x in r])} / {spread([x['theirs_cpu_per_run_us'] for x in r])} |")
+        per_req = c / 4
+        out.append(f"| CPU per HTTP request (µs) | {fmt(per_req, 0)} (4 per run) | {fmt(ct, 0)} (1 per probe) | "
+                   f"{fmt(ratio(per_req, ct), 2)} | - | - | |")
+        out.append(f"| wall time for the runs (s) | {fmt(med['ours_seconds'], 1)} | "
+                   f"{fmt(med['theirs_seconds'], 1)} | | | | |")
+        parts = {w: {k: median([x[f"{w}_rss_parts"].get(k) for x in r]) for k in ("RssAnon", "RssFile", "Threads")}
+                 for w in ("ours", "theirs")}
+        out.append(f"| RSS at the end: anonymous / file-backed (MiB) | {fmt(parts['ours']['RssAnon'] / 1024, 2)} / "
+                   f"{fmt(parts['ours']['RssFile'] / 1024, 2)} | {fmt(parts['theirs']['RssAnon'] / 1024, 2)} / "
+                   f"{fmt(parts['theirs']['RssFile'] / 1024, 2)} | | | | |")
+        out.append(f"| threads | {fmt(parts['ours']['Threads'], 0)} | {fmt(parts['theirs']['Threads'], 0)} | | | | |")
+        out.append("")
+        out.append("Per repetition (ours / theirs): " + "; ".join(
+            f"{x['ours_rss_end_kib'] / 1024:.2f}/{x['theirs_rss_end_kib'] / 1024:.2f} MiB, "
+            f"{x['ours_cpu_per_run_us']:.0f}/{x['theirs_cpu_per_run_us']:.0f} µs (load {x['load_before']:.2f})"
+            for x in r) + "\n")
+
+    if sc := results.get("scrape"):
+        r = sc["reps"]
+        out.append("### 3. `/metrics` under `wrk -t2 -c32 -d10s --latency`\n")
+        out.append("| measurement | imds_exporter | blackbox_exporter | ratio | node_exporter | target | met? |")
+        out.append("|---|---|---|---|---|---|---|")
+        m = {t: {k: median([x[t].get(k) for x in r]) for k in ("rps", "p50_ms", "p99_ms")}
+             for t in ("ours", "blackbox", "node")}
+        rr = ratio(m["ours"]["rps"], m["blackbox"]["rps"])
+        out.append(f"| throughput (req/s) | {fmt(m['ours']['rps'], 0)} | {fmt(m['blackbox']['rps'], 0)} | "
+                   f"{fmt(rr, 2)} | {fmt(m['node']['rps'], 0)} | >= 3 | {met(rr >= 3)} |")
+        out.append(f"| latency p50 (ms) | {fmt(m['ours']['p50_ms'], 3)} | {fmt(m['blackbox']['p50_ms'], 3)} | "
+                   f"{fmt(ratio(m['ours']['p50_ms'], m['blackbox']['p50_ms']), 2)} | {fmt(m['node']['p50_ms'], 3)} | - | - |")
+        out.append(f"| latency p99 (ms) | {fmt(m['ours']['p99_ms'], 3)} | {fmt(m['blackbox']['p99_ms'], 3)} | "
+                   f"{fmt(ratio(m['ours']['p99_ms'], m['blackbox']['p99_ms']), 2)} | {fmt(m['node']['p99_ms'], 3)} | < 2 ms | "
+                   f"{met(m['ours']['p99_ms'] < 2)} |")
+        cpu = {t: median([x[t].get("cpu_per_request_us") for x in r]) for t in ("ours", "blackbox", "node")}
+        out.append(f"| server CPU per scrape under that load (µs) | {fmt(cpu['ours'], 0)} | {fmt(cpu['blackbox'], 0)} | "
+                   f"{fmt(ratio(cpu['ours'], cpu['blackbox']), 2)} | {fmt(cpu['node'], 0)} | - | - |")
+        c1 = {t: {k: median([x[t + "_c1"].get(k) for x in r]) for k in ("rps", "p50_ms", "p99_ms")}
+              for t in ("ours", "blackbox", "node")}
+        out.append(f"| one connection (`-t1 -c1`): throughput (req/s) | {fmt(c1['ours']['rps'], 0)} | "
+                   f"{fmt(c1['blackbox']['rps'], 0)} | {fmt(ratio(c1['ours']['rps'], c1['blackbox']['rps']), 2)} | "
+                   f"{fmt(c1['node']['rps'], 0)} | - | - |")
+        out.append(f"| one connection: latency p50 / p99 (ms) | {fmt(c1['ours']['p50_ms'], 3)} / {fmt(c1['ours']['p99_ms'], 3)} | "
+                   f"{fmt(c1['blackbox']['p50_ms'], 3)} / {fmt(c1['blackbox']['p99_ms'], 3)} | - | "
+                   f"{fmt(c1['node']['p50_ms'], 3)} / {fmt(c1['node']['p99_ms'], 3)} | - | - |")
+        s = sc["size"]
+        out.append(f"| exposition size (bytes) | {s['ours']['bytes']:,} | {s['blackbox']['bytes']:,} | "
+                   f"{fmt(ratio(s['ours']['bytes'], s['blackbox']['bytes']), 2)} | {s['node']['bytes']:,} | - | - |")
+        out.append(f"| series in the exposition | {s['ours']['series']} | {s['blackbox']['series']} | "
+                   f"{fmt(ratio(s['ours']['series'], s['blackbox']['series']), 2)} | {s['node']['series']} | - | - |")
+        out.append("")
+        out.append("Per repetition, -c32 throughput ours / blackbox (load average before): " + "; ".join(
+            f"{x['ours'].get('rps', 0):,.0f} / {x['blackbox'].get('rps', 0):,.0f} ({x['load_before']:.2f})" for x in r)
+            + ". Spread of throughput over the repetitions: " + ", ".join(
+            f"{t} {spread([x[t].get('rps') for x in r])}" for t in ("ours", "blackbox", "node"))
+            + "; errors reported by wrk: " + (", ".join(
+                sorted({e for x in r for t in ("ours", "blackbox", "node") for e in x[t].get("errors", [])}))
+                or "none") + ".\n")
+
+    if la := results.get("latency"):
+        r = la["reps"]
+        out.append(f"### 4. Accuracy of latency (simulator scenario `slow?delay=50ms`; error = reported - 50 ms)\n")
+        out.append("| measurement | imds_exporter | blackbox_exporter | target | met? |")
+        out.append("|---|---|---|---|---|")
+        p50 = median([x["p50_error_ms"] for x in r])
+        out.append(f"| p50 of the error per request (ms) | {fmt(p50, 3, '')} | "
+                   f"{fmt(median([x['theirs_p50_error_ms'] for x in r]), 3)} | within ±1 ms | "
+                   f"{met(p50 is not None and abs(p50) <= 1)} |")
+        out.append(f"| p99 of the error per request (ms) | {fmt(median([x['p99_error_ms'] for x in r]), 3)} | "
+                   f"{fmt(median([x['theirs_p99_error_ms'] for x in r]), 3)} | - | - |")
+        pooled = [e for x in r for e in x["errors_ms"]]
+        theirs_pooled = [e for x in r for e in x["theirs_errors_ms"]]
+        out.append(f"| all repetitions pooled: p50 / p99 / max of the error (ms; {len(pooled)} and "
+                   f"{len(theirs_pooled)} requests) | {fmt(percentile(pooled, 0.5), 3)} / "
+                   f"{fmt(percentile(pooled, 0.99), 3)} / {fmt(max(pooled, default=None), 3)} | "
+                   f"{fmt(percentile(theirs_pooled, 0.5), 3)} / {fmt(percentile(theirs_pooled, 0.99), 3)} / "
+                   f"{fmt(max(theirs_pooled, default=None), 3)} | - | - |")
+        out.append(f"| p50 / p99 error of blackbox's `probe_duration_seconds` (ms) | - | "
+                   f"{fmt(median([x['theirs_total_p50_error_ms'] for x in r]), 3)} / "
+                   f"{fmt(median([x['theirs_total_p99_error_ms'] for x in r]), 3)} | - | - |")
+        phases = ("token", "role", "credentials", "info", "identity", "imdsv1")
+        for ph in phases:
+            vals = [x["phase_mean_error_ms"].get(ph, {}).get("mean_error_ms") for x in r]
+            counts = sum(x["phase_mean_error_ms"].get(ph, {}).get("count", 0) for x in r)
+            if any(v is not None for v in vals):
+                out.append(f"| histogram mean error, phase `{ph}` (ms; {counts:.0f} requests) | "
+                           f"{fmt(median(vals), 3)} | - | - | - |")
+        out.append("")
+        out.append(f"Requests per repetition (ours, from trace logs): "
+                   + ", ".join(str(x["samples"]) for x in r)
+                   + f"; failed requests: {sum(x['failures'] for x in r)}; blackbox probes per repetition: "
+                   + f"{r[0]['theirs_samples']}. Blackbox's per-request figure is the sum of its "
+                   "`probe_http_duration_seconds` phases (connect to end of body, the span ours times).\n")
+
+    if nt := results.get("ntp"):
+        out.append(f"### 5. Accuracy of clock offset (chronyd under `faketime -f +{nt['offset_s']}s`, "
+                   "true offset +2.5 s; error = median offset - 2.5 s)\n")
+        out.append("| client | samples | median error (ms) | target | met? |")
+        out.append("|---|---|---|---|---|")
+        for k, label in (("ours", "imds_exporter `imds_ntp_offset_seconds`"),
+                         ("node_exporter", "node_exporter `node_ntp_offset_seconds`"),
+                         ("ntplib", "Python ntplib"), ("sntp", "`sntp` (NTPsec ntpdig)")):
+            e = nt.get(f"{k}_median_error_ms")
+            tgt, ok = ("as good as ntplib (±1 ms)",
+                       met(e is not None and nt.get("ntplib_median_error_ms") is not None
+                           and abs(e - nt["ntplib_median_error_ms"]) <= 1)) if k == "ours" else ("-", "-")
+            out.append(f"| {label} | {len(nt[k])} | {fmt(e, 3)} | {tgt} | {ok} |")
+        out.append("")
+
+    if st := results.get("startup"):
+        r = st["reps"]
+        out.append("### 6. Start-up (from exec)\n")
+        out.append("| measurement | imds_exporter | blackbox_exporter | ratio | node_exporter |")
+        out.append("|---|---|---|---|---|")
+        a, b = median([x["ours_ready_ms"] for x in r]), median([x["theirs_ready_ms"] for x in r])
+        out.append(f"| `/-/ready` answers 200 (ms) | {fmt(a, 1)} | {fmt(b, 1)} | {fmt(ratio(a, b), 2)} | - |")
+        a, b = median([x["ours_metrics_ms"] for x in r]), median([x["theirs_metrics_ms"] for x in r])
+        out.append(f"| first complete metrics (ms): ours `imds_probe_runs_total` >= 1, blackbox a "
+                   f"successful `/probe`, node_exporter `/metrics` | {fmt(a, 1)} | {fmt(b, 1)} | "
+                   f"{fmt(ratio(a, b), 2)} | {fmt(median([x['node_metrics_ms'] for x in r]), 1)} |")
+        out.append("")
+
+    if se := results.get("series"):
+        n = se["ours"]
+        theirs = se["blackbox_probe"] + se["node_timex"]
+        out.append("### 7. Series per node and the fleet's cost (30 s scrape interval)\n")
+        out.append("| measurement | imds_exporter | blackbox /probe + node_exporter timex | ratio | target | met? |")
+        out.append("|---|---|---|---|---|---|")
+        out.append(f"| series per node (default flags, NTP on, no ENA interface) | {n} | {theirs} "
+                   f"({se['blackbox_probe']} + {se['node_timex']}) | {fmt(ratio(n, theirs), 2)} | < 100 | {met(n < 100)} |")
+        for nodes in (1000, 5000):
+            out.append(f"| {nodes:,} nodes: series | {n * nodes:,} | {theirs * nodes:,} | | | |")
+            out.append(f"| {nodes:,} nodes: samples/s | {n * nodes / 30:,.0f} | {theirs * nodes / 30:,.0f} | | | |")
+        out.append("")
+        fam = se["ours_families"]
+        top = sorted(fam.items(), key=lambda kv: -kv[1])[:6]
+        out.append("Largest families: " + ", ".join(f"`{k}` {v}" for k, v in top)
+                   + f". For scale: blackbox_exporter's own `/metrics` has {se['blackbox_own']} series, "
+                   f"node_exporter's full default `/metrics` {se['node_all']}.\n")
+
+    if bs := results.get("binary"):
+        out.append("### Binary size\n")
+        out.append("| binary | bytes | MiB | target | met? |\n|---|---|---|---|---|")
+        out.append(f"| imds_exporter (release, stripped) | {bs['ours']:,} | {bs['ours'] / 2**20:.2f} | "
+                   f"< 8 MiB | {met(bs['ours'] < 8 * 2**20)} |")
+        out.append(f"| prometheus-blackbox-exporter (Debian) | {bs['blackbox']:,} | {bs['blackbox'] / 2**20:.2f} | - | - |")
+        out.append(f"| prometheus-node-exporter (Debian) | {bs['node']:,} | {bs['node'] / 2**20:.2f} | - | - |")
+        out.append("")
+    return "\n".join(out)
+
+
+def version_of(argv: list[str]) -> str:
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        text = (p.stdout + p.stderr).strip().splitlines()[0]
+        return text
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "n/a"
+
+
+def environment(binary: str) -> dict:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+    return {
+        "cpu": cpu,
+        "nproc": os.cpu_count(),
+        "memory": f"{int(mem) / 2**20:.1f} GiB",
+        "kernel": platform.release(),
+        "load": Path("/proc/loadavg").read_text().strip(),
+        "versions": {
+            "imds_exporter": version_of([binary, "--version"]),
+            "blackbox_exporter": version_of([BLACKBOX, "--version"]),
+            "node_exporter": version_of([NODE_EXPORTER, "--version"]),
+            "wrk": version_of(["wrk", "-v"]),
+            "chrony": version_of([CHRONYD, "-v"]),
+            "faketime (libfaketime)": subprocess.run(
+                ["dpkg-query", "-W", "-f=${Version}", "faketime"], capture_output=True,
+                text=True).stdout or "n/a",
+            "ntplib": __import__("importlib.metadata").metadata.version("ntplib"),
+            "sntp": subprocess.run(["dpkg-query", "-W", "-f=${Version}", "sntp"],
+                                   capture_output=True, text=True).stdout or "n/a",
+            "rustc": version_of(["rustc", "-V"]),
+        },
+    }
+
+
+class Context:
+    def __init__(self, args, workdir: Path, sim: Simulator):
+        self.binary = args.binary
+        self.reps = args.reps
+        self.runs = args.runs
+        self.interval = args.interval
+        self.wrk_seconds = args.wrk_seconds
+        self.latency_seconds = args.latency_seconds
+        self.latency_probes = args.latency_probes
+        self.workdir = workdir
+        self.sim = sim
+
+    @staticmethod
+    def say(msg: str) -> None:
+        print(f"bench: {msg}", flush=True)
+
+
+SECTIONS = {
+    "footprint": section_footprint,
+    "scrape": section_scrape,
+    "latency": section_latency,
+    "ntp": section_ntp,
+    "startup": section_startup,
+    "series": section_series,
+}
+
+
+def update_benchmarks_md(path: Path, body: str) -> None:
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{MARK_BEGIN}\n{MARK_END}\n"
+    if MARK_BEGIN not in text or MARK_END not in text:
+        text += f"\n{MARK_BEGIN}\n{MARK_END}\n"
+    head, rest = text.split(MARK_BEGIN, 1)
+    _, tail = rest.split(MARK_END, 1)
+    path.write_text(f"{head}{MARK_BEGIN}\n{body}\n{MARK_END}{tail}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--binary", default=str(REPO / "target/release/imds_exporter"))
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=10_000, help="probe runs for the footprint section")
+    ap.add_argument("--interval", default="1ms", help="our --imds.interval in the footprint section")
+    ap.add_argument("--wrk-seconds", type=int, default=10)
+    ap.add_argument("--latency-seconds", type=float, default=4.0)
+    ap.add_argument("--latency-probes", type=int, default=60)
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    ap.add_argument("--command", default="bench/run")
+    ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = ap.parse_args()
+
+    for tool in (BLACKBOX, NODE_EXPORTER, CHRONYD, args.binary):
+        if not Path(tool).exists():
+            print(f"bench: {tool} is missing (bench/run installs and builds everything)", file=sys.stderr)
+            return 2
+    for env in ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "HTTP_PROXY", "http_proxy"):
+        os.environ.pop(env, None)
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="imds-bench-"))
+    atexit.register(shutil.rmtree, workdir, True)
+    results = {"command": args.command, "reps": args.reps, "environment": environment(args.binary)}
+    sim = Simulator(args.binary, workdir)
+    ctx = Context(args, workdir, sim)
+    Context.say(f"simulator {sim.endpoint} (ntp {sim.ntp}); load {loadavg():.2f}; "
+                f"{args.reps} repetitions")
+    for name in args.only.split(","):
+        t0 = time.monotonic()
+        Context.say(f"== {name}")
+        results[name] = SECTIONS[name](ctx)
+        results[name]["seconds"] = time.monotonic() - t0
+    stop(sim.proc)
+    results["binary"] = {"ours": Path(args.binary).stat().st_size,
+                         "blackbox": Path(BLACKBOX).stat().st_size,
+                         "node": Path(NODE_EXPORTER).stat().st_size}
+    results["elapsed_s"] = time.monotonic() - started
+    results["finished"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    results["environment"]["load_after"] = Path("/proc/loadavg").read_text().strip()
+
+    md = render(results)
+    out = REPO / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    (out / "latest.md").write_text(md + "\n")
+    if not args.no_write:
+        update_benchmarks_md(REPO / "BENCHMARKS.md", md)
+    print(md)
+    Context.say(f"done in {results['elapsed_s']:.0f} s; tables in bench/results/latest.md"
+                + ("" if args.no_write else " and BENCHMARKS.md"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
