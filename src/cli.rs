@@ -111,14 +111,7 @@ pub struct NtpArgs {
 
 impl NtpArgs {
     pub fn servers(&self) -> Vec<String> {
-        if self.servers.is_empty() {
-            vec![DEFAULT_NTP_SERVER.to_string()]
-        } else {
-            self.servers
-                .iter()
-                .map(|s| normalize_ntp_server(s))
-                .collect()
-        }
+        ntp_servers_or_default(&self.servers)
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -141,6 +134,15 @@ impl NtpArgs {
             interval: self.interval,
             timeout: self.timeout,
         }
+    }
+}
+
+/// The servers given, with port 123 added where missing, or the Amazon Time Sync Service.
+pub fn ntp_servers_or_default(servers: &[String]) -> Vec<String> {
+    if servers.is_empty() {
+        vec![DEFAULT_NTP_SERVER.to_string()]
+    } else {
+        servers.iter().map(|s| normalize_ntp_server(s)).collect()
     }
 }
 

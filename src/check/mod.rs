@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::cli::{CheckArgs, DEFAULT_NTP_SERVER, OutputFormat, normalize_ntp_server};
+use crate::cli::{CheckArgs, OutputFormat};
 use crate::probe::imds::{ImdsConfig, ImdsProber};
 
 /// TTL of the one token the check asks for: it is used for a few seconds and then dropped.
@@ -378,14 +378,7 @@ impl CheckConfig {
 
     /// The NTP servers to query, host:port.
     pub fn ntp_servers(&self) -> Vec<String> {
-        if self.ntp_servers.is_empty() {
-            vec![DEFAULT_NTP_SERVER.to_string()]
-        } else {
-            self.ntp_servers
-                .iter()
-                .map(|s| normalize_ntp_server(s))
-                .collect()
-        }
+        crate::cli::ntp_servers_or_default(&self.ntp_servers)
     }
 }
 

@@ -137,13 +137,11 @@ impl ImdsRun {
     }
 }
 
-/// Errors that stop start-up: a bad endpoint or client configuration.
+/// Errors that stop start-up: a bad endpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("--imds.endpoint {0:?} must be an http:// URL such as http://169.254.169.254")]
     Endpoint(String),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
 }
 
 /// The IMDS prober: an HTTP client plus the state that spans runs.
