@@ -9,7 +9,9 @@ stands in for the Amazon Time Sync Service. Nothing non-loopback is ever contact
 
 Sections (`--only` picks some): footprint (RSS and CPU per probe run), scrape (/metrics under
 wrk), latency (accuracy under a 50 ms delay), ntp (offset accuracy), startup, series.
-Results go to bench/results/latest.{json,md} and into BENCHMARKS.md between its markers.
+Results go to bench/results/latest.{json,md} and into BENCHMARKS.md between its markers. A run of
+some sections only writes bench/results/latest-<sections>.{json,md} and replaces just those
+sections' tables in BENCHMARKS.md, each with a line naming the command, date and revision.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import platform
 import re
 import shutil
+import shlex
 import signal
 import socket
 import statistics
@@ -471,6 +474,41 @@ def section_scrape(ctx) -> dict:
 
 LOG_OK = re.compile(r'msg="IMDS request ok".*?phase=(\w+).*?duration=(\S+)')
 LOG_FAIL = re.compile(r'msg="IMDS request failed"')
+PHASES = ("token", "role", "credentials", "info", "identity", "imdsv1")
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def histogram_buckets(samples: dict, name: str, phase: str) -> list[tuple[float, float]]:
+    """The cumulative buckets (upper bound, count) of one phase of a histogram, sorted."""
+    out = []
+    for (n, labels), v in samples.items():
+        if n != name + "_bucket":
+            continue
+        lbl = dict(LABEL.findall(labels))
+        if lbl.get("phase") == phase and "le" in lbl:
+            out.append((float(lbl["le"]), v))
+    return sorted(out)
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """PromQL's histogram_quantile over cumulative (upper bound, count) buckets: find the bucket
+    holding rank q * count and interpolate linearly inside it (from 0 for the first bucket); in
+    the +Inf bucket, the largest finite bound."""
+    if len(buckets) < 2 or buckets[-1][0] != float("inf") or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    b = next(i for i, (_, c) in enumerate(buckets) if c >= rank)
+    if b == len(buckets) - 1:
+        return buckets[-2][0]
+    end, count = buckets[b]
+    start = 0.0
+    if b > 0:
+        start = buckets[b - 1][0]
+        count -= buckets[b - 1][1]
+        rank -= buckets[b - 1][1]
+    if b == 0 and end <= 0:
+        return end
+    return start + (end - start) * (rank / count) if count else start
 
 
 def section_latency(ctx) -> dict:
@@ -490,18 +528,36 @@ def section_latency(ctx) -> dict:
             with open(ours.log, "rb") as f:
                 f.seek(log_offset)
                 lines = f.read().decode(errors="replace").splitlines()
-            errors = [parse_duration(m.group(2)) - delay for line in lines
-                      if (m := LOG_OK.search(line))]
+            # The trace log: one `IMDS request ok phase=... duration=...` line per request.
+            errors, by_phase = [], {}
+            for line in lines:
+                if m := LOG_OK.search(line):
+                    e = parse_duration(m.group(2)) - delay
+                    errors.append(e)
+                    by_phase.setdefault(m.group(1), []).append(e)
             failures = sum(1 for line in lines if LOG_FAIL.search(line))
-            means = {}
-            for phase in ("token", "role", "credentials", "info", "identity", "imdsv1"):
+            phase_trace = {
+                ph: {"count": len(es), "errors_ms": [round(e * 1e3, 4) for e in es],
+                     "p50_error_ms": percentile(es, 0.5) * 1e3,
+                     "p99_error_ms": percentile(es, 0.99) * 1e3}
+                for ph, es in by_phase.items()
+            }
+            # The histogram, from the deltas of two scrapes: _sum/_count gives each phase's mean;
+            # histogram_quantile of the bucket deltas is what a dashboard would read.
+            means, quantiles = {}, {}
+            name = "imds_request_duration_seconds"
+            for phase in PHASES:
                 lbl = f'{{phase="{phase}"}}'
-                dc = (metric(after, "imds_request_duration_seconds_count", lbl) or 0) - (
-                    metric(before, "imds_request_duration_seconds_count", lbl) or 0)
-                ds = (metric(after, "imds_request_duration_seconds_sum", lbl) or 0) - (
-                    metric(before, "imds_request_duration_seconds_sum", lbl) or 0)
+                dc = (metric(after, name + "_count", lbl) or 0) - (
+                    metric(before, name + "_count", lbl) or 0)
+                ds = (metric(after, name + "_sum", lbl) or 0) - (
+                    metric(before, name + "_sum", lbl) or 0)
                 if dc > 0:
                     means[phase] = {"count": dc, "mean_error_ms": (ds / dc - delay) * 1e3}
+                    b0 = dict(histogram_buckets(before, name, phase))
+                    delta = [(le, c - b0.get(le, 0)) for le, c in histogram_buckets(after, name, phase)]
+                    q50, q99 = histogram_quantile(0.5, delta), histogram_quantile(0.99, delta)
+                    quantiles[phase] = {"q50_ms": q50 and q50 * 1e3, "q99_ms": q99 and q99 * 1e3}
 
             # blackbox: the same delay, probing the credential URL.
             bb = Blackbox(ctx.workdir)
@@ -522,7 +578,9 @@ def section_latency(ctx) -> dict:
                 "theirs_errors_ms": [round(e * 1e3, 4) for e in bb_request],
                 "p50_error_ms": percentile(errors, 0.5) * 1e3 if errors else None,
                 "p99_error_ms": percentile(errors, 0.99) * 1e3 if errors else None,
+                "phase_trace": phase_trace,
                 "phase_mean_error_ms": means,
+                "phase_histogram_quantile": quantiles,
                 "theirs_samples": len(bodies),
                 "theirs_p50_error_ms": percentile(bb_request, 0.5) * 1e3,
                 "theirs_p99_error_ms": percentile(bb_request, 0.99) * 1e3,
@@ -531,8 +589,11 @@ def section_latency(ctx) -> dict:
             }
             reps.append(row)
             ctx.say(f"latency rep {rep + 1}: ours p50 {row['p50_error_ms']:+.3f} ms "
-                    f"p99 {row['p99_error_ms']:+.3f} ms over {len(errors)} requests; blackbox "
-                    f"p50 {row['theirs_p50_error_ms']:+.3f} ms p99 {row['theirs_p99_error_ms']:+.3f} ms")
+                    f"p99 {row['p99_error_ms']:+.3f} ms over {len(errors)} requests ("
+                    + ", ".join(f"{ph} {v['p50_error_ms']:+.3f}/{v['p99_error_ms']:+.3f}"
+                                for ph, v in phase_trace.items())
+                    + f"); blackbox p50 {row['theirs_p50_error_ms']:+.3f} ms "
+                    f"p99 {row['theirs_p99_error_ms']:+.3f} ms")
     finally:
         ctx.sim.scenario("healthy")
     return {"delay_ms": delay * 1e3, "reps": reps}
@@ -717,12 +778,24 @@ def met(ok) -> str:
     return "n/a" if ok is None else ("yes" if ok else "**no**")
 
 
+def partial_note(results: dict, name: str) -> list[str]:
+    """Under the heading of a section from a run of some sections only: where it comes from (the
+    rest of BENCHMARKS.md keeps the figures, header and machine table of an earlier run)."""
+    if not results.get("partial"):
+        return []
+    env = results["environment"]
+    return [f"Refreshed alone by `{results['command']}` on {results['finished']}, revision "
+            f"`{env['revision']}` ({results[name]['seconds']:.0f} s; {results['reps']} repetitions, "
+            f"medians; load average {env['load'].split()[0]} before, {env['load_after'].split()[0]} "
+            "after). The other sections and the tables above are from the run named at the top.\n"]
+
+
 def render(results: dict) -> str:
     out = []
     env = results["environment"]
-    out.append(f"Fresh run of `{results['command']}` on {results['finished']} "
-               f"({results['elapsed_s']:.0f} s; {results['reps']} repetitions per comparison, "
-               "medians; spread = (max - min) / median over the repetitions).\n")
+    out.append(f"Fresh run of `{results['command']}` on {results['finished']}, revision "
+               f"`{env['revision']}` ({results['elapsed_s']:.0f} s; {results['reps']} repetitions "
+               "per comparison, medians; spread = (max - min) / median over the repetitions).\n")
     out.append("| machine | |\n|---|---|")
     for k in ("cpu", "nproc", "memory", "kernel", "load"):
         out.append(f"| {k} | {env[k]} |")
@@ -736,6 +809,7 @@ def render(results: dict) -> str:
         med = {k: median([x[k] for x in r]) for k in r[0] if isinstance(r[0][k], (int, float))}
         out.append(f"### 1-2. Memory and CPU per probe run ({fp['runs']:,} runs; ours at "
                    f"`--imds.interval {fp['interval']}`, blackbox driven back to back)\n")
+        out.extend(partial_note(results, "footprint"))
         out.append("| measurement | imds_exporter | blackbox_exporter | ratio | target | met? | spread (ours / theirs) |")
         out.append("|---|---|---|---|---|---|---|")
         rs, re_ = med["ours_rss_start_kib"], med["theirs_rss_start_kib"]
@@ -771,6 +845,7 @@ def render(results: dict) -> str:
     if sc := results.get("scrape"):
         r = sc["reps"]
         out.append("### 3. `/metrics` under `wrk -t2 -c32 -d10s --latency`\n")
+        out.extend(partial_note(results, "scrape"))
         out.append("| measurement | imds_exporter | blackbox_exporter | ratio | node_exporter | target | met? |")
         out.append("|---|---|---|---|---|---|---|")
         m = {t: {k: median([x[t].get(k) for x in r]) for k in ("rps", "p50_ms", "p99_ms")}
@@ -811,17 +886,27 @@ def render(results: dict) -> str:
     if la := results.get("latency"):
         r = la["reps"]
         out.append(f"### 4. Accuracy of latency (simulator scenario `slow?delay=50ms`; error = reported - 50 ms)\n")
+        out.extend(partial_note(results, "latency"))
         out.append("| measurement | imds_exporter | blackbox_exporter | target | met? |")
         out.append("|---|---|---|---|---|")
+        phases = [ph for ph in PHASES if any(ph in x.get("phase_trace", {}) for x in r)]
+        # Per phase, from the trace log: the p50 and p99 of each repetition, their medians.
+        for ph in phases:
+            p50 = median([x["phase_trace"].get(ph, {}).get("p50_error_ms") for x in r])
+            p99 = median([x["phase_trace"].get(ph, {}).get("p99_error_ms") for x in r])
+            n = sum(x["phase_trace"].get(ph, {}).get("count", 0) for x in r)
+            out.append(f"| phase `{ph}`: p50 / p99 of the error per request, trace log (ms; {n} requests) | "
+                       f"{fmt(p50, 3)} / {fmt(p99, 3)} | - | p50 within ±1 ms | "
+                       f"{met(None if p50 is None else abs(p50) <= 1)} |")
         p50 = median([x["p50_error_ms"] for x in r])
-        out.append(f"| p50 of the error per request (ms) | {fmt(p50, 3, '')} | "
+        out.append(f"| all phases together: p50 of the error per request (ms) | {fmt(p50, 3)} | "
                    f"{fmt(median([x['theirs_p50_error_ms'] for x in r]), 3)} | within ±1 ms | "
-                   f"{met(p50 is not None and abs(p50) <= 1)} |")
-        out.append(f"| p99 of the error per request (ms) | {fmt(median([x['p99_error_ms'] for x in r]), 3)} | "
+                   f"{met(None if p50 is None else abs(p50) <= 1)} |")
+        out.append(f"| all phases together: p99 of the error per request (ms) | {fmt(median([x['p99_error_ms'] for x in r]), 3)} | "
                    f"{fmt(median([x['theirs_p99_error_ms'] for x in r]), 3)} | - | - |")
         pooled = [e for x in r for e in x["errors_ms"]]
         theirs_pooled = [e for x in r for e in x["theirs_errors_ms"]]
-        out.append(f"| all repetitions pooled: p50 / p99 / max of the error (ms; {len(pooled)} and "
+        out.append(f"| all phases and repetitions pooled: p50 / p99 / max of the error (ms; {len(pooled)} and "
                    f"{len(theirs_pooled)} requests) | {fmt(percentile(pooled, 0.5), 3)} / "
                    f"{fmt(percentile(pooled, 0.99), 3)} / {fmt(max(pooled, default=None), 3)} | "
                    f"{fmt(percentile(theirs_pooled, 0.5), 3)} / {fmt(percentile(theirs_pooled, 0.99), 3)} / "
@@ -829,23 +914,42 @@ def render(results: dict) -> str:
         out.append(f"| p50 / p99 error of blackbox's `probe_duration_seconds` (ms) | - | "
                    f"{fmt(median([x['theirs_total_p50_error_ms'] for x in r]), 3)} / "
                    f"{fmt(median([x['theirs_total_p99_error_ms'] for x in r]), 3)} | - | - |")
-        phases = ("token", "role", "credentials", "info", "identity", "imdsv1")
-        for ph in phases:
+        for ph in PHASES:
             vals = [x["phase_mean_error_ms"].get(ph, {}).get("mean_error_ms") for x in r]
             counts = sum(x["phase_mean_error_ms"].get(ph, {}).get("count", 0) for x in r)
             if any(v is not None for v in vals):
                 out.append(f"| histogram mean error, phase `{ph}` (ms; {counts:.0f} requests) | "
                            f"{fmt(median(vals), 3)} | - | - | - |")
+        for ph in PHASES:
+            qs = [x.get("phase_histogram_quantile", {}).get(ph) for x in r]
+            if any(q for q in qs):
+                q50 = median([q and q["q50_ms"] for q in qs])
+                q99 = median([q and q["q99_ms"] for q in qs])
+                out.append(f"| `histogram_quantile(0.5)` / `(0.99)` of the scraped buckets, phase `{ph}`: "
+                           f"reading (error) (ms) | {fmt(q50, 1)} / {fmt(q99, 1)} "
+                           f"({fmt(q50 and q50 - la['delay_ms'], 1)} / {fmt(q99 and q99 - la['delay_ms'], 1)}) | "
+                           f"- | - | - |")
+        out.append("")
+        out.append("p50 of the error per phase in each repetition (ms, trace log): " + "; ".join(
+            f"`{ph}` " + ", ".join(fmt(x["phase_trace"].get(ph, {}).get("p50_error_ms"), 3) for x in r)
+            for ph in phases) + ". Per phase, all repetitions pooled, p50 / p99 / max (ms): " + "; ".join(
+            f"`{ph}` {fmt(percentile(es, 0.5), 3)} / {fmt(percentile(es, 0.99), 3)} / {fmt(max(es, default=None), 3)}"
+            for ph in phases
+            for es in [[e for x in r for e in x["phase_trace"].get(ph, {}).get("errors_ms", [])]])
+            + f". With {fmt(median([v['count'] for x in r for v in x['phase_trace'].values()]), 0)} "
+            "requests per phase and repetition, a repetition's p99 is close to its largest error.")
         out.append("")
         out.append(f"Requests per repetition (ours, from trace logs): "
                    + ", ".join(str(x["samples"]) for x in r)
                    + f"; failed requests: {sum(x['failures'] for x in r)}; blackbox probes per repetition: "
                    + f"{r[0]['theirs_samples']}. Blackbox's per-request figure is the sum of its "
-                   "`probe_http_duration_seconds` phases (connect to end of body, the span ours times).\n")
+                   "`probe_http_duration_seconds` phases (connect to end of body, the span ours times); "
+                   "it has no phases, so it sits in the all-phases rows.\n")
 
     if nt := results.get("ntp"):
         out.append(f"### 5. Accuracy of clock offset (chronyd under `faketime -f +{nt['offset_s']}s`, "
                    "true offset +2.5 s; error = median offset - 2.5 s)\n")
+        out.extend(partial_note(results, "ntp"))
         out.append("| client | samples | median error (ms) | target | met? |")
         out.append("|---|---|---|---|---|")
         for k, label in (("ours", "imds_exporter `imds_ntp_offset_seconds`"),
@@ -861,6 +965,7 @@ def render(results: dict) -> str:
     if st := results.get("startup"):
         r = st["reps"]
         out.append("### 6. Start-up (from exec)\n")
+        out.extend(partial_note(results, "startup"))
         out.append("| measurement | imds_exporter | blackbox_exporter | ratio | node_exporter |")
         out.append("|---|---|---|---|---|")
         a, b = median([x["ours_ready_ms"] for x in r]), median([x["theirs_ready_ms"] for x in r])
@@ -875,6 +980,7 @@ def render(results: dict) -> str:
         n = se["ours"]
         theirs = se["blackbox_probe"] + se["node_timex"]
         out.append("### 7. Series per node and the fleet's cost (30 s scrape interval)\n")
+        out.extend(partial_note(results, "series"))
         out.append("| measurement | imds_exporter | blackbox /probe + node_exporter timex | ratio | target | met? |")
         out.append("|---|---|---|---|---|---|")
         out.append(f"| series per node (default flags, NTP on, no ENA interface) | {n} | {theirs} "
@@ -909,6 +1015,20 @@ def version_of(argv: list[str]) -> str:
         return "n/a"
 
 
+def revision() -> str:
+    """`git rev-parse --short HEAD`, with `-dirty` when the work tree differs from it (tracked
+    changes or untracked files, as the build sees them). Read-only: no index refresh is written."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "--no-optional-locks", "-C", str(REPO), "status",
+                                 "--porcelain"], capture_output=True, text=True, timeout=30,
+                                check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "n/a"
+    return head + ("-dirty" if status.strip() else "")
+
+
 def environment(binary: str) -> dict:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -917,14 +1037,16 @@ def environment(binary: str) -> dict:
             break
     mem = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                if line.startswith("MemTotal"))
+    rev = revision()
     return {
+        "revision": rev,
         "cpu": cpu,
         "nproc": os.cpu_count(),
         "memory": f"{int(mem) / 2**20:.1f} GiB",
         "kernel": platform.release(),
         "load": Path("/proc/loadavg").read_text().strip(),
         "versions": {
-            "imds_exporter": version_of([binary, "--version"]),
+            "imds_exporter": f"{version_of([binary, '--version'])} (revision {rev})",
             "blackbox_exporter": version_of([BLACKBOX, "--version"]),
             "node_exporter": version_of([NODE_EXPORTER, "--version"]),
             "wrk": version_of(["wrk", "-v"]),
@@ -967,12 +1089,35 @@ SECTIONS = {
 }
 
 
-def update_benchmarks_md(path: Path, body: str) -> None:
+# The heading (its first word after `###`) of each section in the rendered tables.
+HEADINGS = {"footprint": "1-2.", "scrape": "3.", "latency": "4.", "ntp": "5.", "startup": "6.",
+            "series": "7."}
+
+
+def split_sections(body: str) -> tuple[str, list[tuple[str, str]]]:
+    """The text before the first `### ` heading, and (first word of the heading, text) per section."""
+    parts = re.split(r"(?m)^(?=### )", body)
+    head, chunks = parts[0], []
+    for part in parts[1:]:
+        chunks.append((part.split(None, 2)[1], part))
+    return head, chunks
+
+
+def update_benchmarks_md(path: Path, body: str, only: list[str] | None = None) -> None:
+    """Rewrites the text between the markers; with `only`, just those sections' tables, leaving
+    the header, the machine table and the other sections of the earlier run in place."""
     text = path.read_text() if path.exists() else f"# Benchmarks\n\n{MARK_BEGIN}\n{MARK_END}\n"
     if MARK_BEGIN not in text or MARK_END not in text:
         text += f"\n{MARK_BEGIN}\n{MARK_END}\n"
     head, rest = text.split(MARK_BEGIN, 1)
-    _, tail = rest.split(MARK_END, 1)
+    old, tail = rest.split(MARK_END, 1)
+    if only is not None:
+        keys = {HEADINGS[name] for name in only}
+        fresh = dict(c for c in split_sections(body.strip("\n") + "\n")[1] if c[0] in keys)
+        old_head, chunks = split_sections(old.strip("\n") + "\n")
+        merged = [(k, fresh.pop(k, t)) for k, t in chunks]
+        merged += list(fresh.items())  # sections the earlier run did not have
+        body = (old_head + "".join(t.rstrip("\n") + "\n\n" for _, t in merged)).rstrip("\n") + "\n"
     path.write_text(f"{head}{MARK_BEGIN}\n{body}\n{MARK_END}{tail}")
 
 
@@ -985,10 +1130,24 @@ def main() -> int:
     ap.add_argument("--wrk-seconds", type=int, default=10)
     ap.add_argument("--latency-seconds", type=float, default=4.0)
     ap.add_argument("--latency-probes", type=int, default=60)
-    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
-    ap.add_argument("--command", default="bench/run")
-    ap.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    ap.add_argument("--only", default=",".join(SECTIONS),
+                    help="comma-separated sections; a subset replaces only their tables in "
+                         "BENCHMARKS.md and writes bench/results/latest-<sections>.{json,md}")
+    ap.add_argument("--command", default=None,
+                    help="how the run is named in the tables (default: bench/run and its options)")
+    ap.add_argument("--no-write", action="store_true",
+                    help="do not update BENCHMARKS.md (bench/results is still written)")
     args = ap.parse_args()
+    only = args.only.split(",")
+    if unknown := [name for name in only if name not in SECTIONS]:
+        ap.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    partial = set(only) != set(SECTIONS)
+    if args.command is None:
+        # bench/run passes `--binary target/release/imds_exporter` first, then the user's options.
+        argv = sys.argv[1:]
+        if argv[:1] == ["--binary"]:
+            argv = argv[2:]
+        args.command = " ".join(["bench/run", *(shlex.quote(a) for a in argv)])
 
     for tool in (BLACKBOX, NODE_EXPORTER, CHRONYD, args.binary):
         if not Path(tool).exists():
@@ -1001,12 +1160,13 @@ def main() -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="imds-bench-"))
     atexit.register(shutil.rmtree, workdir, True)
-    results = {"command": args.command, "reps": args.reps, "environment": environment(args.binary)}
+    results = {"command": args.command, "reps": args.reps, "sections": only, "partial": partial,
+               "environment": environment(args.binary)}
     sim = Simulator(args.binary, workdir)
     ctx = Context(args, workdir, sim)
     Context.say(f"simulator {sim.endpoint} (ntp {sim.ntp}); load {loadavg():.2f}; "
                 f"{args.reps} repetitions")
-    for name in args.only.split(","):
+    for name in only:
         t0 = time.monotonic()
         Context.say(f"== {name}")
         results[name] = SECTIONS[name](ctx)
@@ -1022,13 +1182,17 @@ def main() -> int:
     md = render(results)
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    (out / "latest.md").write_text(md + "\n")
+    # A full run is latest.{json,md}; a run of some sections goes next to it
+    # (latest-latency.json, ...) and leaves the full run's raw numbers alone.
+    stem = "latest-" + "+".join(only) if partial else "latest"
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    (out / f"{stem}.md").write_text(md + "\n")
     if not args.no_write:
-        update_benchmarks_md(REPO / "BENCHMARKS.md", md)
+        update_benchmarks_md(REPO / "BENCHMARKS.md", md, only if partial else None)
     print(md)
-    Context.say(f"done in {results['elapsed_s']:.0f} s; tables in bench/results/latest.md"
-                + ("" if args.no_write else " and BENCHMARKS.md"))
+    Context.say(f"done in {results['elapsed_s']:.0f} s; tables in bench/results/{stem}.md"
+                + ("" if args.no_write else (" and BENCHMARKS.md" + (
+                    f" (only {', '.join(only)})" if partial else ""))))
     return 0
 
 

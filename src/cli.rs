@@ -219,7 +219,7 @@ impl CollectorArgs {
 
 #[derive(Debug, Args)]
 pub struct WebArgs {
-    /// Address to serve /metrics on: host:port, or :port for every IPv4 address.
+    /// Address to serve /metrics on: host:port, or :port for every address (IPv6 and IPv4).
     #[arg(
         long = "web.listen-address",
         env = "IMDS_EXPORTER_WEB_LISTEN_ADDRESS",
@@ -429,6 +429,7 @@ impl SimOptions {
         if self.rotate_every.is_zero() {
             return Err("--rotate-every must be greater than 0".into());
         }
+        crate::sim::limits::check_flags(self)?;
         if self.lifetime <= self.rotate_every {
             return Err(format!(
                 "--lifetime ({}) must be longer than --rotate-every ({}): new credentials must appear before the old ones expire",
@@ -450,7 +451,7 @@ pub struct DemoArgs {
     /// Address of the exporter's /metrics (loopback by default; :0 picks a free port).
     #[arg(
         long = "web.listen-address",
-        env = "IMDS_EXPORTER_WEB_LISTEN_ADDRESS",
+        env = "IMDS_EXPORTER_DEMO_WEB_LISTEN_ADDRESS",
         default_value = "127.0.0.1:19254",
         value_name = "ADDRESS",
         value_parser = parse_listen_address
@@ -458,23 +459,28 @@ pub struct DemoArgs {
     pub listen_address: SocketAddr,
 
     /// Time between probe runs (short, so that the demo moves).
-    #[arg(long = "imds.interval", default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "imds.interval", env = "IMDS_EXPORTER_DEMO_IMDS_INTERVAL", default_value = "5s", value_name = "DURATION", value_parser = parse_duration)]
     pub interval: Duration,
 
     /// How often the simulator rotates credentials.
-    #[arg(long = "rotate-every", default_value = "2m", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "rotate-every", env = "IMDS_EXPORTER_DEMO_ROTATE_EVERY", default_value = "2m", value_name = "DURATION", value_parser = parse_duration)]
     pub rotate_every: Duration,
 
     /// Lifetime of each set of simulated credentials.
-    #[arg(long, default_value = "30m", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, env = "IMDS_EXPORTER_DEMO_LIFETIME", default_value = "30m", value_name = "DURATION", value_parser = parse_duration)]
     pub lifetime: Duration,
 
     /// The simulator's scenario at start-up.
-    #[arg(long, default_value = "healthy", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "IMDS_EXPORTER_DEMO_SCENARIO",
+        default_value = "healthy",
+        value_name = "NAME"
+    )]
     pub scenario: String,
 
     /// A timeline for the simulator to play (see `simulate --help`).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "IMDS_EXPORTER_DEMO_SCRIPT", value_name = "FILE")]
     pub script: Option<std::path::PathBuf>,
 
     #[command(flatten)]
@@ -495,7 +501,7 @@ pub struct CheckArgs {
 
     /// Deadline of each IMDS request. Longer than the SDKs' 1 s on purpose: a slow answer is
     /// measured and compared with the SDK timeout instead of merely timing out.
-    #[arg(long = "imds.timeout", default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "imds.timeout", env = "IMDS_EXPORTER_CHECK_IMDS_TIMEOUT", default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
     pub imds_timeout: Duration,
 
     /// NTP server to query, host:port (repeatable) [default: 169.254.169.123:123, the Amazon Time Sync Service].
@@ -508,7 +514,7 @@ pub struct CheckArgs {
     pub ntp_servers: Vec<String>,
 
     /// Deadline of each NTP query.
-    #[arg(long = "ntp.timeout", default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "ntp.timeout", env = "IMDS_EXPORTER_CHECK_NTP_TIMEOUT", default_value = "1s", value_name = "DURATION", value_parser = parse_duration)]
     pub ntp_timeout: Duration,
 
     /// Allow public NTP pools and services as --ntp.server.
@@ -516,15 +522,21 @@ pub struct CheckArgs {
     pub ntp_allow_public: bool,
 
     /// Report format: aligned text for people, or JSON (schema in docs/check.md).
-    #[arg(long, value_enum, default_value = "human", value_name = "FORMAT")]
+    #[arg(
+        long,
+        env = "IMDS_EXPORTER_CHECK_OUTPUT",
+        value_enum,
+        default_value = "human",
+        value_name = "FORMAT"
+    )]
     pub output: OutputFormat,
 
     /// Treat warnings as failures (exit 1).
-    #[arg(long)]
+    #[arg(long, env = "IMDS_EXPORTER_CHECK_STRICT")]
     pub strict: bool,
 
     /// Never colour the report (colour is used only on a terminal, and never when NO_COLOR is set).
-    #[arg(long = "no-color")]
+    #[arg(long = "no-color", env = "IMDS_EXPORTER_CHECK_NO_COLOR")]
     pub no_color: bool,
 }
 
@@ -540,11 +552,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{e} (expected a duration such as 100ms, 30s, 5m or 1h)"))
 }
 
-/// Parses `host:port` or `:port` (every IPv4 address, as Go exporters do).
+/// Parses `host:port` or `:port`. Like Go exporters, `:port` means every address: `[::]:port`,
+/// bound dual-stack (IPv4 too) by [`crate::web::bind`], which falls back to `0.0.0.0:port` on a
+/// node without IPv6.
 pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
     let full = if let Some(port) = s.strip_prefix(':') {
-        format!("0.0.0.0:{port}")
+        format!("[::]:{port}")
     } else {
         s.to_string()
     };
@@ -575,6 +589,48 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every flag of the exporter and of each subcommand has an `IMDS_EXPORTER_...` twin, and the
+    /// subcommands' own flags carry the subcommand's name (`check` shares the exporter's
+    /// `--imds.endpoint`/`--ntp.*` discovery flags on purpose; the log flags are shared).
+    #[test]
+    fn every_flag_has_an_environment_twin() {
+        let shared = [
+            "IMDS_EXPORTER_IMDS_ENDPOINT",
+            "IMDS_EXPORTER_NTP_SERVER",
+            "IMDS_EXPORTER_NTP_ALLOW_PUBLIC",
+            "IMDS_EXPORTER_LOG_LEVEL",
+            "IMDS_EXPORTER_LOG_FORMAT",
+        ];
+        let root = Cli::command();
+        let mut commands = vec![(String::new(), root.clone())];
+        commands.extend(
+            root.get_subcommands()
+                .map(|c| (c.get_name().to_string(), c.clone())),
+        );
+        let mut missing = Vec::new();
+        for (name, command) in &commands {
+            let prefix = match name.as_str() {
+                "" => "IMDS_EXPORTER_".to_string(),
+                "simulate" => "IMDS_EXPORTER_SIM_".to_string(),
+                other => format!("IMDS_EXPORTER_{}_", other.to_uppercase()),
+            };
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if ["help", "version"].contains(&long) || long.starts_with("no-collector.") {
+                    continue; // --no-collector.X is the negation of --collector.X (same twin)
+                }
+                match arg.get_env().and_then(|e| e.to_str()) {
+                    None => missing.push(format!("{name} --{long}: no env twin")),
+                    Some(env) if !env.starts_with(&prefix) && !shared.contains(&env) => {
+                        missing.push(format!("{name} --{long}: {env} lacks {prefix}"))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
+
     fn parse(args: &[&str]) -> Result<Cli, String> {
         Cli::try_parse_from(std::iter::once("imds_exporter").chain(args.iter().copied()))
             .map_err(|e| e.to_string())
@@ -584,7 +640,7 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let cli = parse(&[]).unwrap();
         let e = cli.exporter;
-        assert_eq!(e.web.listen_address, "0.0.0.0:19254".parse().unwrap());
+        assert_eq!(e.web.listen_address, "[::]:19254".parse().unwrap());
         assert_eq!(e.web.telemetry_path, "/metrics");
         assert_eq!(e.imds.interval, Duration::from_secs(30));
         assert_eq!(e.imds.timeout, Duration::from_secs(1));
@@ -672,7 +728,7 @@ mod tests {
     fn listen_addresses_accept_the_go_style() {
         assert_eq!(
             parse_listen_address(":9100").unwrap(),
-            "0.0.0.0:9100".parse().unwrap()
+            "[::]:9100".parse().unwrap()
         );
         assert_eq!(
             parse_listen_address("127.0.0.1:0").unwrap(),

@@ -23,6 +23,10 @@ pub async fn run(args: DemoArgs) -> crate::CliResult {
         script: args.script.clone(),
         role: "imds-exporter-demo-role".into(),
     };
+    if args.interval.is_zero() {
+        return Err("--imds.interval must be greater than 0".into());
+    }
+    options.validate()?;
     let sim = crate::sim::start(loopback, options).await?;
     let exporter = crate::exporter::start(ExporterConfig {
         listen: args.listen_address,

@@ -56,6 +56,31 @@ impl ExporterConfig {
                 "imds.token-ttl",
                 format!("{}s", self.imds.token_ttl_seconds),
             ),
+            (
+                "ntp.server",
+                match &self.ntp {
+                    Some(ntp) => ntp.servers.join(", "),
+                    None => "(the ntp collector is off)".into(),
+                },
+            ),
+            (
+                "ntp.interval",
+                self.ntp.as_ref().map_or("-".into(), |n| d(n.interval)),
+            ),
+            (
+                "ntp.timeout",
+                self.ntp.as_ref().map_or("-".into(), |n| d(n.timeout)),
+            ),
+            ("collector.ntp", self.ntp.is_some().to_string()),
+            ("collector.clock", self.clock.to_string()),
+            (
+                "collector.ethtool",
+                match &self.ethtool {
+                    // The anchored form cli::CollectorArgs::ethtool_filter builds.
+                    Some(re) => format!("true (interfaces {})", re.as_str()),
+                    None => "false".into(),
+                },
+            ),
         ]
     }
 }
@@ -80,8 +105,7 @@ impl RunningExporter {
 /// Validates the configuration, binds the listener and starts the probes.
 pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
     let prober = ImdsProber::new(config.imds.clone()).map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = crate::web::bind(config.listen)
         .map_err(|e| format!("--web.listen-address {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
 
@@ -134,7 +158,9 @@ pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
             tracing::error!(error = %e, "HTTP server failed");
         }
     }));
-    tracing::info!(address = %addr, endpoint = %config.imds.endpoint, interval = ?config.imds_interval, "imds_exporter listening");
+    // NODE_NAME comes from the downward API in the DaemonSet: it ties this log to its node.
+    let node = std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty());
+    tracing::info!(address = %addr, endpoint = %config.imds.endpoint, interval = ?config.imds_interval, node = node.as_deref(), "imds_exporter listening");
     Ok(RunningExporter {
         addr,
         metrics,

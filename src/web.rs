@@ -21,6 +21,37 @@ pub struct WebState {
     pub landing: Arc<String>,
 }
 
+/// Binds the HTTP listener. `[::]:port` (what `:port` parses to) is bound dual-stack, so IPv4
+/// scrapes reach it whatever `net.ipv6.bindv6only` says; on a node without IPv6 it falls back
+/// to `0.0.0.0:port`.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let listen = |addr: std::net::SocketAddr| -> std::io::Result<tokio::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        if addr.is_ipv6() && addr.ip().is_unspecified() {
+            socket.set_only_v6(false)?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        tokio::net::TcpListener::from_std(socket.into())
+    };
+    match listen(addr) {
+        Err(e)
+            if addr.is_ipv6()
+                && addr.ip().is_unspecified()
+                && matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL)
+                ) =>
+        {
+            listen(std::net::SocketAddr::from(([0, 0, 0, 0], addr.port())))
+        }
+        other => other,
+    }
+}
+
 pub fn router(state: WebState, telemetry_path: &str) -> Router {
     Router::new()
         .route("/", get(landing))

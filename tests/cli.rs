@@ -48,6 +48,22 @@ fn bad_flags_stop_start_up_naming_the_flag() {
 }
 
 #[test]
+fn demo_rejects_bad_values_naming_the_flag() {
+    for (args, flag) in [
+        (["--imds.interval", "0s"], "--imds.interval"),
+        (["--rotate-every", "0s"], "--rotate-every"),
+        (["--lifetime", "1m"], "--lifetime"),
+        (["--scenario", "nonsense"], "--scenario"),
+    ] {
+        let mut all = vec!["demo", "--web.listen-address", "127.0.0.1:0"];
+        all.extend_from_slice(&args);
+        let (code, stderr) = run(&all);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn a_taken_port_is_reported_with_the_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();

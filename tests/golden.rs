@@ -17,6 +17,8 @@ const GOLDEN: &str = "tests/fixtures/metrics.golden";
 /// An exposition in which every family has a sample.
 fn full_exposition() -> String {
     let metrics = Metrics::new();
+    metrics.set_interval(imds_exporter::probe::Probe::Imds, Duration::from_secs(30));
+    metrics.set_interval(imds_exporter::probe::Probe::Ntp, Duration::from_secs(60));
     let now = Utc::now();
     let run = ImdsRun {
         started_at: Some(now),

@@ -167,7 +167,7 @@ pub fn evaluate(
         v1_disabled_check(env),
         endpoint_check(env, endpoint_flag, endpoint),
         timeout_check(sdk),
-        proxy_check(env, endpoint),
+        proxy_check(env),
         credential_source_check(&chain),
     ]
 }
@@ -452,9 +452,11 @@ pub fn go_bypasses(no_proxy: &str, host: &str, port: u16) -> bool {
 
 fn split_host_port(entry: &str) -> (&str, Option<&str>) {
     if let Some(rest) = entry.strip_prefix('[') {
+        // Go strips the brackets only together with a port (`net.SplitHostPort`): a bare
+        // `[fd00:ec2::254]` is compared as a name and matches nothing.
         return match rest.split_once("]:") {
             Some((h, p)) => (h, Some(p)),
-            None => (rest.trim_end_matches(']'), None),
+            None => (entry, None),
         };
     }
     match entry.rsplit_once(':') {
@@ -501,9 +503,15 @@ pub fn redact_proxy(value: &str) -> String {
     short(&format!("{scheme}{authority}{path}"))
 }
 
-fn proxy_check(env: &EnvView, endpoint: &str) -> Check {
+/// Whether the SDKs in this environment would send IMDS requests to an http(s) proxy. Judged
+/// for the endpoint *they* use ([`resolve_imds_endpoint`] without `--imds.endpoint`, which only
+/// says where this tool probes), with the proxy variable of that endpoint's scheme.
+fn proxy_check(env: &EnvView) -> Check {
     const ID: CheckId = CheckId::SdkProxy;
-    let url = reqwest::Url::parse(endpoint).ok();
+    let endpoint = resolve_imds_endpoint(None, env);
+    let url = reqwest::Url::parse(&endpoint)
+        .ok()
+        .filter(|u| u.host_str().is_some_and(|h| !h.is_empty()));
     let host = url
         .as_ref()
         .and_then(|u| u.host_str().map(str::to_string))
@@ -520,12 +528,32 @@ fn proxy_check(env: &EnvView, endpoint: &str) -> Check {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
+    // Both families pick the proxy by the request's scheme: IMDS is plain http unless
+    // AWS_EC2_METADATA_SERVICE_ENDPOINT says https.
+    let https = url.as_ref().is_some_and(|u| u.scheme() == "https");
+    let (scheme, upper, lower, other_upper, other_lower) = if https {
+        (
+            "https",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+        )
+    } else {
+        (
+            "http",
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+        )
+    };
 
-    let py_proxy = python_var(env, "HTTP_PROXY", "http_proxy");
-    let go_proxy = go_var(env, "HTTP_PROXY", "http_proxy");
+    let py_proxy = python_var(env, upper, lower);
+    let go_proxy = go_var(env, upper, lower);
     let py_no = python_var(env, "NO_PROXY", "no_proxy");
     let go_no = go_var(env, "NO_PROXY", "no_proxy");
-    let https_only = env.get("HTTPS_PROXY").or(env.get("https_proxy")).is_some()
+    let other_only = env.get(other_upper).or(env.get(other_lower)).is_some()
         && py_proxy.is_none()
         && go_proxy.is_none();
 
@@ -554,11 +582,14 @@ fn proxy_check(env: &EnvView, endpoint: &str) -> Check {
     if py_proxy.is_none() && go_proxy.is_none() {
         return Check::ok(
             ID,
-            if https_only {
-                "no http proxy (HTTPS_PROXY is set, but IMDS is plain http: it does not apply)"
-                    .to_string()
+            if other_only {
+                let endpoint = redact_proxy(&endpoint);
+                format!(
+                    "no {scheme} proxy ({other_upper} is set, but SDKs reach IMDS at {endpoint}, \
+                     plain {scheme}, so it does not apply)"
+                )
             } else {
-                "no http proxy in the environment".to_string()
+                format!("no {scheme} proxy in the environment")
             },
         );
     }
@@ -574,11 +605,16 @@ fn proxy_check(env: &EnvView, endpoint: &str) -> Check {
         (true, false) => "botocore (boto3, the AWS CLI) clients",
         _ => "Go SDK clients",
     };
+    let requests = if https {
+        "IMDS requests"
+    } else {
+        "IMDS requests, which are plain http,"
+    };
     let mut cause = format!(
-        "{who} send IMDS requests, which are plain http, to the proxy unless the no-proxy list \
-         matches {bare_host}. The proxy cannot reach this instance's link-local IMDS (or \
-         answers with its own host's), so SDKs get no credentials (\"Unable to locate \
-         credentials\"). The Rust and Java v2 SDKs never proxy IMDS."
+        "{who} send {requests} to the proxy unless the no-proxy list matches {bare_host}. The \
+         proxy cannot reach this instance's link-local IMDS (or answers with its own host's), \
+         so SDKs get no credentials (\"Unable to locate credentials\"). The Rust and Java v2 \
+         SDKs never proxy IMDS."
     );
     let some_no_proxy = py_no.is_some() || go_no.is_some();
     if some_no_proxy && (py_proxied != go_proxied || py_no.map(|v| v.0) != go_no.map(|v| v.0)) {
@@ -588,6 +624,12 @@ fn proxy_check(env: &EnvView, endpoint: &str) -> Check {
              match); Go prefers NO_PROXY and understands CIDRs.",
         );
     }
+    // An IPv6 literal: botocore compares the bracketed form, Go the bare address.
+    let entries = if host.starts_with('[') {
+        format!("{bare_host},{host}")
+    } else {
+        bare_host
+    };
     Check::warn(
         ID,
         format!("{settings}: IMDS traffic of {who} goes to the proxy"),
@@ -595,7 +637,7 @@ fn proxy_check(env: &EnvView, endpoint: &str) -> Check {
     .cause(cause)
     .fix(format!(
         "Add the IMDS address to both spellings, where the proxy variables are set:\n$ export \
-             NO_PROXY={bare_host},$NO_PROXY no_proxy={bare_host},$no_proxy"
+             NO_PROXY={entries},$NO_PROXY no_proxy={entries},$no_proxy"
     ))
 }
 
@@ -1094,6 +1136,9 @@ mod tests {
             ("internal", "internal", 80, true),
             ("*", "169.254.169.254", 80, true),
             ("fd00:ec2::254", "[fd00:ec2::254]", 80, true),
+            ("[fd00:ec2::254]:80", "[fd00:ec2::254]", 80, true),
+            // Without a port Go keeps the brackets and compares a name: no match.
+            ("[fd00:ec2::254]", "[fd00:ec2::254]", 80, false),
         ] {
             assert_eq!(
                 go_bypasses(no_proxy, host, port),
@@ -1120,7 +1165,7 @@ mod tests {
     fn proxy_variables_are_read_as_each_sdk_family_reads_them() {
         let check = |env: &[(&str, &str)]| {
             let v = vars(env);
-            proxy_check(&EnvView::new(&v, None), "http://169.254.169.254")
+            proxy_check(&EnvView::new(&v, None))
         };
         assert_eq!(check(&[]).status, Status::Ok);
         let c = check(&[("HTTPS_PROXY", "http://p:1")]);
@@ -1163,6 +1208,173 @@ mod tests {
         let c = check(&[("HTTP_PROXY", "http://p:1"), ("http_proxy", "")]);
         assert!(
             !c.value.contains("botocore") && c.value.contains("Go"),
+            "{}",
+            c.value
+        );
+    }
+
+    /// The proxy check as `evaluate` runs it, after probing `probed` (given as --imds.endpoint).
+    fn proxy_after_probing(probed: &str, env: &[(&str, &str)]) -> Check {
+        let v = vars(env);
+        let view = EnvView::new(&v, None);
+        let endpoint = resolve_imds_endpoint(Some(probed), &view);
+        assert_eq!(endpoint, probed);
+        evaluate(
+            &view,
+            Some(probed),
+            &endpoint,
+            &SdkSettings::from_env(&view),
+        )
+        .into_iter()
+        .find(|c| c.id == CheckId::SdkProxy)
+        .unwrap()
+    }
+
+    fn text(c: &Check) -> String {
+        format!(
+            "{} {} {}",
+            c.value,
+            c.cause.as_deref().unwrap_or(""),
+            c.fix.as_deref().unwrap_or("")
+        )
+    }
+
+    const LOOPBACK: &str = "http://127.0.0.1:1338";
+
+    #[test]
+    fn the_proxy_check_ignores_a_loopback_probe_when_no_proxy_covers_imds() {
+        let c = proxy_after_probing(
+            LOOPBACK,
+            &[
+                ("HTTP_PROXY", "http://u:pw@p:3128"),
+                ("NO_PROXY", "169.254.169.254"),
+            ],
+        );
+        assert_eq!(c.status, Status::Ok, "{}", text(&c));
+        assert!(c.value.contains("covers 169.254.169.254"), "{}", c.value);
+        assert!(!text(&c).contains("127.0.0.1"), "{}", text(&c));
+        assert!(!text(&c).contains("pw"), "{}", text(&c));
+    }
+
+    #[test]
+    fn the_proxy_check_warns_for_169_254_169_254_whatever_the_probe() {
+        let c = proxy_after_probing(LOOPBACK, &[("HTTP_PROXY", "http://u:pw@p:3128")]);
+        assert_eq!(c.status, Status::Warn, "{}", text(&c));
+        // Both families: Go would have bypassed the loopback probe, but SDKs do not use it.
+        assert!(
+            c.value.contains("botocore") && c.value.contains("Go"),
+            "{}",
+            c.value
+        );
+        assert!(
+            c.cause
+                .as_deref()
+                .unwrap()
+                .contains("matches 169.254.169.254"),
+            "{}",
+            text(&c)
+        );
+        assert!(
+            c.fix
+                .as_deref()
+                .unwrap()
+                .contains("NO_PROXY=169.254.169.254,"),
+            "{}",
+            text(&c)
+        );
+        assert!(!text(&c).contains("127.0.0.1"), "{}", text(&c));
+        assert!(c.value.contains("http://***@p:3128"), "{}", c.value);
+        assert!(!text(&c).contains("pw"), "{}", text(&c));
+    }
+
+    #[test]
+    fn the_proxy_check_judges_the_endpoint_override() {
+        let endpoint = (
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            "http://imds.internal:8080",
+        );
+        let proxy = ("HTTP_PROXY", "http://p:3128");
+        // Covering 169.254.169.254 is not enough: SDKs go to the override.
+        let c = proxy_after_probing(
+            LOOPBACK,
+            &[endpoint, proxy, ("NO_PROXY", "169.254.169.254")],
+        );
+        assert_eq!(c.status, Status::Warn, "{}", text(&c));
+        assert!(
+            c.fix
+                .as_deref()
+                .unwrap()
+                .contains("NO_PROXY=imds.internal,"),
+            "{}",
+            text(&c)
+        );
+        let c = proxy_after_probing(LOOPBACK, &[endpoint, proxy, ("NO_PROXY", "imds.internal")]);
+        assert_eq!(c.status, Status::Ok, "{}", text(&c));
+        assert!(c.value.contains("covers imds.internal"), "{}", c.value);
+        // A loopback override is never proxied by Go, and botocore follows no_proxy.
+        let c = proxy_after_probing(
+            LOOPBACK,
+            &[
+                ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9"),
+                proxy,
+            ],
+        );
+        assert_eq!(c.status, Status::Warn, "{}", text(&c));
+        assert!(
+            c.value.contains("botocore") && !c.value.contains("Go"),
+            "{}",
+            c.value
+        );
+    }
+
+    #[test]
+    fn the_proxy_check_uses_the_proxy_of_the_endpoint_scheme() {
+        let endpoint = ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "https://imds.internal");
+        let c = proxy_after_probing(LOOPBACK, &[endpoint, ("HTTP_PROXY", "http://p:3128")]);
+        assert_eq!(c.status, Status::Ok, "{}", text(&c));
+        assert!(
+            c.value
+                .contains("HTTP_PROXY is set, but SDKs reach IMDS at https://imds.internal"),
+            "{}",
+            c.value
+        );
+        let c = proxy_after_probing(LOOPBACK, &[endpoint, ("https_proxy", "http://p:3128")]);
+        assert_eq!(c.status, Status::Warn, "{}", text(&c));
+        assert!(c.value.contains("https_proxy="), "{}", c.value);
+        // The default endpoint is plain http: HTTPS_PROXY alone does not apply, and says why.
+        let c = proxy_after_probing(LOOPBACK, &[("HTTPS_PROXY", "http://u:pw@p:3128")]);
+        assert_eq!(c.status, Status::Ok, "{}", text(&c));
+        assert_eq!(
+            c.value,
+            "no http proxy (HTTPS_PROXY is set, but SDKs reach IMDS at http://169.254.169.254, \
+             plain http, so it does not apply)"
+        );
+    }
+
+    #[test]
+    fn the_proxy_check_follows_the_ipv6_endpoint_mode() {
+        let mode = ("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "IPv6");
+        let proxy = ("HTTP_PROXY", "http://p:3128");
+        let c = proxy_after_probing(LOOPBACK, &[mode, proxy]);
+        assert_eq!(c.status, Status::Warn, "{}", text(&c));
+        // botocore compares "[fd00:ec2::254]", Go "fd00:ec2::254": the fix names both.
+        assert!(
+            c.fix
+                .as_deref()
+                .unwrap()
+                .contains("NO_PROXY=fd00:ec2::254,[fd00:ec2::254],$NO_PROXY"),
+            "{}",
+            text(&c)
+        );
+        let c = proxy_after_probing(
+            LOOPBACK,
+            &[mode, proxy, ("NO_PROXY", "fd00:ec2::254,[fd00:ec2::254]")],
+        );
+        assert_eq!(c.status, Status::Ok, "{}", text(&c));
+        let c = proxy_after_probing(LOOPBACK, &[mode, proxy, ("NO_PROXY", "fd00:ec2::254")]);
+        assert_eq!(c.status, Status::Warn, "{}", text(&c));
+        assert!(
+            c.value.contains("botocore") && !c.value.contains("Go"),
             "{}",
             c.value
         );

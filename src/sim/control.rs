@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::SimState;
+use super::limits::MAX_CLOCK_OFFSET;
 use super::scenario::Scenario;
 
 fn bad_request(message: String) -> Response {
@@ -34,11 +35,8 @@ pub async fn set_scenario(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    match Scenario::parse(&name, &params, &state.options) {
-        Ok(s) => {
-            state.set_scenario(s);
-            Json(current(&state)).into_response()
-        }
+    match Scenario::parse(&name, &params, &state.options).and_then(|s| state.set_scenario(s)) {
+        Ok(()) => Json(current(&state)).into_response(),
         Err(e) => bad_request(e),
     }
 }
@@ -66,12 +64,12 @@ pub async fn clock_offset(
     Path(seconds): Path<String>,
 ) -> Response {
     match seconds.parse::<f64>() {
-        Ok(s) if s.is_finite() && s.abs() < 1e9 => {
+        Ok(s) if s.is_finite() && s.abs() <= MAX_CLOCK_OFFSET => {
             state.set_clock_offset(s);
             Json(json!({ "clock_offset_seconds": s })).into_response()
         }
         _ => bad_request(format!(
-            "clock offset {seconds:?} is not a number of seconds (e.g. 2.5 or -0.25)"
+            "clock offset {seconds:?} is not a number of seconds from -{MAX_CLOCK_OFFSET:e} to {MAX_CLOCK_OFFSET:e} (e.g. 2.5 or -0.25)"
         )),
     }
 }

@@ -6,12 +6,14 @@
 //! - `imds`: the IMDS paths, token handling and what each scenario does to a request;
 //! - `control`: the control API under `/_sim/` on the same listener;
 //! - `script`: timelines of scenario switches;
+//! - `limits`: the bounds on durations and offsets from flags and requests;
 //! - `ntp`: the SNTP answerer with a settable clock offset;
 //! - `server`: the accept loop, which can reset a connection (the `refused` scenario).
 
 pub mod control;
 pub mod credentials;
 pub mod imds;
+pub mod limits;
 pub mod ntp;
 pub mod scenario;
 pub mod script;
@@ -19,7 +21,7 @@ pub mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -51,8 +53,10 @@ impl SimState {
     pub fn new(options: SimOptions) -> Result<Arc<Self>, String> {
         options.validate()?;
         let scenario = Scenario::parse(&options.scenario, &HashMap::new(), &options)?;
-        let mut credentials = CredentialSchedule::new(options.rotate_every, options.lifetime);
-        credentials.switch(&scenario, Utc::now());
+        let mut credentials = CredentialSchedule::new(options.rotate_every, options.lifetime)?;
+        credentials
+            .switch(&scenario, Utc::now())
+            .map_err(|e| format!("--scenario: {e}"))?;
         Ok(Arc::new(Self {
             inner: Mutex::new(Inner {
                 scenario,
@@ -68,29 +72,38 @@ impl SimState {
         }))
     }
 
-    pub fn scenario(&self) -> Scenario {
-        self.inner.lock().unwrap().scenario.clone()
+    /// The shared state. Nothing panics while holding it, but if something ever did, the
+    /// simulator would go on answering with the state as that panic left it rather than fail
+    /// every later request on the poisoned lock.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn set_scenario(&self, scenario: Scenario) {
-        let mut inner = self.inner.lock().unwrap();
+    pub fn scenario(&self) -> Scenario {
+        self.lock().scenario.clone()
+    }
+
+    /// Switches to `scenario`; on an error (its times out of range) nothing changes.
+    pub fn set_scenario(&self, scenario: Scenario) -> Result<(), String> {
+        let mut inner = self.lock();
+        inner.credentials.switch(&scenario, Utc::now())?;
         tracing::info!(scenario = scenario.name(), params = %scenario.params(), "scenario switched");
-        inner.credentials.switch(&scenario, Utc::now());
         inner.scenario = scenario;
         inner.switched_at = Instant::now();
+        Ok(())
     }
 
     pub fn clock_offset(&self) -> f64 {
-        self.inner.lock().unwrap().clock_offset
+        self.lock().clock_offset
     }
 
     pub fn set_clock_offset(&self, seconds: f64) {
         tracing::info!(seconds, "NTP clock offset set");
-        self.inner.lock().unwrap().clock_offset = seconds;
+        self.lock().clock_offset = seconds;
     }
 
     fn count(&self, group: &str, status: &str) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.lock();
         *inner
             .counts
             .entry(group.to_string())
@@ -100,7 +113,7 @@ impl SimState {
     }
 
     fn next_server_error(&self) -> u16 {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.lock();
         inner.server_error_toggle = !inner.server_error_toggle;
         if inner.server_error_toggle { 500 } else { 503 }
     }
@@ -110,7 +123,7 @@ impl SimState {
         let token: String = std::iter::repeat_with(fastrand::alphanumeric)
             .take(56)
             .collect();
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.lock();
         let now = Instant::now();
         if inner.tokens.len() > 10_000 {
             inner.tokens.retain(|_, exp| *exp > now);
@@ -128,7 +141,7 @@ impl SimState {
     }
 
     fn token_valid(&self, token: &str) -> bool {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.lock();
         inner
             .tokens
             .get(token)
@@ -136,7 +149,7 @@ impl SimState {
     }
 
     fn replace_script(&self, handle: tokio::task::JoinHandle<()>) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.lock();
         if let Some(old) = inner.script.replace(handle) {
             old.abort();
         }
@@ -144,7 +157,7 @@ impl SimState {
 
     /// `GET /_sim/state`.
     pub fn state_json(&self) -> serde_json::Value {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.lock();
         let now = Utc::now();
         let scenario = inner.scenario.clone();
         let creds = inner.credentials.current(&scenario, now);
@@ -245,4 +258,26 @@ pub async fn run(args: crate::cli::SimulateArgs) -> crate::CliResult {
     tracing::info!("shutting down");
     sim.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poisoned_lock_does_not_take_the_simulator_down() {
+        let state = SimState::new(SimOptions::from_flags(&[])).unwrap();
+        let s = state.clone();
+        let panicked = std::thread::spawn(move || {
+            let _guard = s.inner.lock().unwrap();
+            panic!("a panic while holding the lock");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(state.inner.is_poisoned());
+        assert_eq!(state.scenario(), Scenario::Healthy);
+        state.set_scenario(Scenario::Stale).unwrap();
+        assert_eq!(state.state_json()["scenario"], "stale");
+        assert!(!state.issue_token(Duration::from_secs(60)).is_empty());
+    }
 }

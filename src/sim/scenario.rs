@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::limits::{MAX_CREDENTIAL_TIME, MAX_DELAY, at_most};
 use crate::cli::{SimOptions, parse_duration};
 
 /// Every scenario name, in the order the docs list them.
@@ -147,9 +148,13 @@ impl Scenario {
                 format!("scenario {name:?} takes {allowed:?}, got {unknown:?}")
             });
         }
-        let duration = |key: &str, default: Duration| -> Result<Duration, String> {
+        // A value given here is bounded (limits.rs); a default comes from a flag checked at
+        // start-up.
+        let duration = |key: &str, default: Duration, max: Duration| -> Result<Duration, String> {
             match params.get(key) {
-                Some(v) => parse_duration(v).map_err(|e| format!("{key}={v:?}: {e}")),
+                Some(v) => parse_duration(v)
+                    .and_then(|d| at_most(d, max))
+                    .map_err(|e| format!("{key}={v:?}: {e}")),
                 None => Ok(default),
             }
         };
@@ -170,11 +175,11 @@ impl Scenario {
                 Scenario::ThrottlePartial { ratio }
             }
             "slow" => Scenario::Slow {
-                delay: duration("delay", options.slow_delay)?,
+                delay: duration("delay", options.slow_delay, MAX_DELAY)?,
             },
             "jitter" => {
-                let p50 = duration("p50", Duration::from_millis(200))?;
-                let p99 = duration("p99", Duration::from_millis(1500))?;
+                let p50 = duration("p50", Duration::from_millis(200), MAX_DELAY)?;
+                let p99 = duration("p99", Duration::from_millis(1500), MAX_DELAY)?;
                 if p99 < p50 || p50.is_zero() {
                     return Err("jitter needs 0 < p50 <= p99".into());
                 }
@@ -188,12 +193,21 @@ impl Scenario {
             "code-error" => Scenario::CodeError,
             "expired" => Scenario::Expired,
             "expiring" => Scenario::Expiring {
-                in_: duration("in", Duration::from_secs(4 * 60))?,
+                in_: duration("in", Duration::from_secs(4 * 60), MAX_CREDENTIAL_TIME)?,
             },
             "stale" => Scenario::Stale,
-            "rotate-late" => Scenario::RotateLate {
-                lead: duration("lead", Duration::from_secs(2 * 60))?,
-            },
+            "rotate-late" => {
+                let lead = duration("lead", Duration::from_secs(2 * 60), MAX_CREDENTIAL_TIME)?;
+                if lead >= options.lifetime {
+                    // Each late set must outlive the lead, or none would ever be the last.
+                    return Err(format!(
+                        "lead={}: must be shorter than --lifetime ({})",
+                        humantime::format_duration(lead),
+                        humantime::format_duration(options.lifetime)
+                    ));
+                }
+                Scenario::RotateLate { lead }
+            }
             "malformed" => Scenario::Malformed,
             "truncated" => Scenario::Truncated,
             "huge" => Scenario::Huge,
@@ -215,7 +229,7 @@ impl Scenario {
                 let sigma = (p99.as_secs_f64() / p50.as_secs_f64()).ln() / 2.326;
                 let z = standard_normal();
                 Some(Duration::from_secs_f64(
-                    (p50.as_secs_f64() * (sigma * z).exp()).min(60.0),
+                    (p50.as_secs_f64() * (sigma * z).exp()).min(MAX_DELAY.as_secs_f64()),
                 ))
             }
             _ => None,
@@ -294,6 +308,58 @@ mod tests {
             err.contains("unknown scenario") && err.contains("hop-limit"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn durations_are_bounded_and_the_error_names_the_parameter() {
+        for (name, key, value) in [
+            ("expiring", "in", "500000years"),
+            ("expiring", "in", "1year 1s"),
+            ("rotate-late", "lead", "500000years"),
+            ("slow", "delay", "500000years"),
+            ("slow", "delay", "10m 1ms"),
+            ("jitter", "p50", "500000years"),
+            ("jitter", "p99", "11m"),
+        ] {
+            let err = parse(name, &[(key, value)]).unwrap_err();
+            assert!(
+                err.starts_with(&format!("{key}=")) && err.contains("must be at most"),
+                "{name}?{key}={value}: {err}"
+            );
+        }
+        // The largest accepted values.
+        assert!(parse("expiring", &[("in", "1year")]).is_ok());
+        assert!(parse("slow", &[("delay", "10m")]).is_ok());
+        assert!(parse("jitter", &[("p50", "10m"), ("p99", "10m")]).is_ok());
+        for ratio in ["NaN", "inf", "-0.1", "1e400"] {
+            let err = parse("throttle-partial", &[("ratio", ratio)]).unwrap_err();
+            assert!(err.starts_with("ratio="), "{ratio}: {err}");
+        }
+    }
+
+    #[test]
+    fn rotate_late_needs_a_lead_shorter_than_the_lifetime() {
+        // The default --lifetime is 6h. With a lead as long, no late set would outlive it.
+        assert!(parse("rotate-late", &[("lead", "5h 59m 59s")]).is_ok());
+        for lead in ["6h", "7h"] {
+            let err = parse("rotate-late", &[("lead", lead)]).unwrap_err();
+            assert!(
+                err.starts_with("lead=") && err.contains("--lifetime"),
+                "{err}"
+            );
+        }
+        // Nor the default 2m lead under a shorter lifetime.
+        let short = SimOptions::from_flags(&["--rotate-every", "10s", "--lifetime", "1m"]);
+        let err = Scenario::parse("rotate-late", &HashMap::new(), &short).unwrap_err();
+        assert!(err.contains("--lifetime (1m)"), "{err}");
+    }
+
+    #[test]
+    fn jitter_draws_stay_within_the_longest_delay() {
+        let s = parse("jitter", &[("p50", "1ns"), ("p99", "10m")]).unwrap();
+        for _ in 0..2000 {
+            assert!(s.delay().unwrap() <= MAX_DELAY);
+        }
     }
 
     #[test]

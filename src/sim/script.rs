@@ -1,8 +1,9 @@
 //! Timelines: "healthy, two minutes of outage, healthy" as data.
 //!
 //! A script is a YAML or JSON list of steps, `{at: 30s, scenario: outage}`, where `at` counts
-//! from the moment the script starts and a scenario may carry parameters inline
-//! (`slow?delay=500ms`) or in `params`. Every step is checked before the first one plays.
+//! from the moment the script starts (a duration, or a number of seconds: `at: 30`, `at: 1.5`)
+//! and a scenario may carry parameters inline (`slow?delay=500ms`) or in `params`. Every step is
+//! checked before the first one plays.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::SimState;
+use super::limits::{MAX_SCRIPT_AT, at_most};
 use super::scenario::Scenario;
 use crate::cli::{SimOptions, parse_duration};
 
@@ -23,10 +25,56 @@ pub struct Step {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStep {
-    at: String,
+    at: At,
     scenario: String,
     #[serde(default)]
     params: HashMap<String, serde_json::Value>,
+}
+
+/// A step's `at` as written: a duration (`30s`, `1m30s`) or a number of seconds (`30`, `1.5`).
+enum At {
+    Text(String),
+    Seconds(f64),
+}
+
+impl<'de> Deserialize<'de> for At {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = At;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as 30s or a number of seconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<At, E> {
+                Ok(At::Text(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<At, E> {
+                Ok(At::Seconds(v as f64))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<At, E> {
+                Ok(At::Seconds(v as f64))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<At, E> {
+                Ok(At::Seconds(v))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl At {
+    /// The offset from the script's start, at most [`MAX_SCRIPT_AT`].
+    fn duration(&self) -> Result<Duration, String> {
+        let d = match self {
+            At::Text(s) => parse_duration(s)?,
+            At::Seconds(s) if s.is_finite() && *s >= 0.0 => {
+                // Too large for a Duration is past the bound too.
+                Duration::try_from_secs_f64(*s).unwrap_or(Duration::MAX)
+            }
+            At::Seconds(s) => return Err(format!("expected 0 seconds or more, got {s}")),
+        };
+        at_most(d, MAX_SCRIPT_AT)
+    }
 }
 
 pub fn parse(text: &str, options: &SimOptions) -> Result<Vec<Step>, String> {
@@ -41,7 +89,9 @@ pub fn parse(text: &str, options: &SimOptions) -> Result<Vec<Step>, String> {
     }
     let mut steps = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
-        let at = parse_duration(&r.at).map_err(|e| format!("step {}: at: {e}", i + 1))?;
+        let at =
+            r.at.duration()
+                .map_err(|e| format!("step {}: at: {e}", i + 1))?;
         let params = r
             .params
             .into_iter()
@@ -67,8 +117,14 @@ pub fn play(state: Arc<SimState>, steps: Vec<Step>) {
     let s = state.clone();
     let handle = tokio::spawn(async move {
         for step in steps {
-            tokio::time::sleep_until(start + step.at).await;
-            s.set_scenario(step.scenario);
+            // `at` is at most a year (checked by `parse`), so the sum fits.
+            let Some(when) = start.checked_add(step.at) else {
+                break;
+            };
+            tokio::time::sleep_until(when).await;
+            if let Err(e) = s.set_scenario(step.scenario) {
+                tracing::warn!(error = %e, "script step skipped");
+            }
         }
         tracing::info!("script finished");
     });
@@ -101,6 +157,66 @@ mod tests {
             parse(json, &options()).unwrap()[0].scenario,
             Scenario::ThrottlePartial { ratio: 0.5 }
         );
+    }
+
+    #[test]
+    fn a_bare_number_at_is_seconds() {
+        let yaml = "- {at: 30, scenario: outage}\n- {at: 1.5, scenario: throttle}\n- {at: 0, scenario: healthy}\n";
+        let steps = parse(yaml, &options()).unwrap();
+        let at: Vec<Duration> = steps.iter().map(|s| s.at).collect();
+        assert_eq!(
+            at,
+            [
+                Duration::ZERO,
+                Duration::from_millis(1500),
+                Duration::from_secs(30)
+            ]
+        );
+        let json = r#"[{"at": 2, "scenario": "healthy"}, {"at": 0.25, "scenario": "outage"}, {"at": "1m", "scenario": "stale"}]"#;
+        let at: Vec<Duration> = parse(json, &options())
+            .unwrap()
+            .iter()
+            .map(|s| s.at)
+            .collect();
+        assert_eq!(
+            at,
+            [
+                Duration::from_millis(250),
+                Duration::from_secs(2),
+                Duration::from_secs(60)
+            ]
+        );
+    }
+
+    #[test]
+    fn at_is_bounded_and_never_negative() {
+        let one_year = "- {at: 31557600, scenario: outage}\n";
+        assert_eq!(
+            parse(one_year, &options()).unwrap()[0].at,
+            super::super::limits::MAX_SCRIPT_AT
+        );
+        for bad in [
+            "- {at: 500000years, scenario: outage}\n",
+            "- {at: 31557601, scenario: outage}\n",
+            "- {at: 1e300, scenario: outage}\n",
+            "- {at: -5, scenario: outage}\n",
+            "- {at: -0.5, scenario: outage}\n",
+            "- {at: .nan, scenario: outage}\n",
+            "- {at: .inf, scenario: outage}\n",
+            r#"[{"at": 1e300, "scenario": "outage"}]"#,
+            r#"[{"at": 18446744073709551615, "scenario": "outage"}]"#,
+            r#"[{"at": -1, "scenario": "outage"}]"#,
+        ] {
+            let err = parse(bad, &options()).unwrap_err();
+            assert!(err.starts_with("step 1: at: "), "{bad}: {err}");
+        }
+        for bad in [
+            "- {at: true, scenario: outage}\n",
+            "- {at: [1], scenario: outage}\n",
+        ] {
+            let err = parse(bad, &options()).unwrap_err();
+            assert!(err.contains("number of seconds"), "{bad}: {err}");
+        }
     }
 
     #[test]

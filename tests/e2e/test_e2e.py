@@ -14,7 +14,7 @@ What it proves, in order (each line of output is one check; the last line is the
  3. healthy state: every query of every panel, template variable and annotation of both
     dashboards succeeds, and returns data unless dashboards/empty-when-healthy.json lists it;
     no warning or critical alert is pending or firing, with one honest exception: the kernel
-    clock of the machines that build this project is not synchronised (FIELD-NOTES.md, "Time"),
+    clock of the machines that build this project is not synchronised (docs/clock.md),
     so ImdsClockNotSynchronising must fire exactly when the kernel, asked by this test itself
     through adjtimex(2), says so;
  4. failure scenarios, one per node, switched through the simulator's control API at the same
@@ -299,7 +299,7 @@ def healthy_alerts(results, stack, kernel_unsync, kernel_detail):
     kernel_firing = {i for a, i, s, st in active_alerts(stack, f'alertname="{KERNEL_CLOCK_ALERT}", alertstate="firing"')}
     nodes = {n.name for n in stack.nodes}
     if kernel_unsync:
-        # This machine's kernel clock is not disciplined (FIELD-NOTES.md): the alert is right.
+        # This machine's kernel clock is not disciplined (docs/clock.md): the alert is right.
         try:
             wait_for(f"{KERNEL_CLOCK_ALERT} firing on every node",
                      lambda: {i for a, i, s, st in active_alerts(stack, f'alertname="{KERNEL_CLOCK_ALERT}", alertstate="firing"')} >= nodes, 20)

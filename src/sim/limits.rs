@@ -1,0 +1,93 @@
+//! Upper bounds on the simulator's durations and offsets, from its flags and from the control API.
+//!
+//! A value past them is refused (a start-up error naming the flag, or a 400 naming the parameter)
+//! instead of reaching time arithmetic that would overflow: `Instant + Duration` and chrono's
+//! `DateTime + TimeDelta` panic on overflow, and a panic while the shared state is locked would
+//! take every later request down with it.
+
+use std::time::Duration;
+
+/// humantime's year (365.25 days), so that the bound reads back as `1year`.
+const YEAR: Duration = Duration::from_secs(31_557_600);
+
+/// Longest credential timing: `--rotate-every`, `--lifetime`, `expiring?in=`, `rotate-late?lead=`.
+pub const MAX_CREDENTIAL_TIME: Duration = YEAR;
+
+/// Latest `at` of a script step.
+pub const MAX_SCRIPT_AT: Duration = YEAR;
+
+/// Longest injected delay: `--slow-delay`, `slow?delay=`, `jitter?p50=&p99=` (and the longest
+/// jitter draw). As long as `outage` holds a request.
+pub const MAX_DELAY: Duration = Duration::from_secs(600);
+
+/// Largest NTP clock offset, in seconds either way (about 31.7 years; the NTP era is 136).
+pub const MAX_CLOCK_OFFSET: f64 = 1e9;
+
+fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// `d` if it is at most `max`; otherwise a message saying what is accepted.
+pub fn at_most(d: Duration, max: Duration) -> Result<Duration, String> {
+    if d > max {
+        Err(format!("must be at most {} (got {})", human(max), human(d)))
+    } else {
+        Ok(d)
+    }
+}
+
+/// The bounds on the simulator's duration flags (shared by `simulate` and `demo`); an error
+/// names the flag.
+pub fn check_flags(options: &crate::cli::SimOptions) -> Result<(), String> {
+    let flags = [
+        ("--rotate-every", options.rotate_every, MAX_CREDENTIAL_TIME),
+        ("--lifetime", options.lifetime, MAX_CREDENTIAL_TIME),
+        ("--slow-delay", options.slow_delay, MAX_DELAY),
+    ];
+    for (flag, value, max) in flags {
+        at_most(value, max).map_err(|e| format!("{flag} {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bounds_read_back_as_written_in_the_docs() {
+        assert_eq!(human(MAX_CREDENTIAL_TIME), "1year");
+        assert_eq!(human(MAX_SCRIPT_AT), "1year");
+        assert_eq!(human(MAX_DELAY), "10m");
+        assert_eq!(
+            crate::cli::parse_duration("1year").unwrap(),
+            MAX_CREDENTIAL_TIME
+        );
+    }
+
+    #[test]
+    fn a_value_past_its_bound_is_refused_with_both_values() {
+        assert_eq!(at_most(MAX_DELAY, MAX_DELAY), Ok(MAX_DELAY));
+        let err = at_most(Duration::from_secs(601), MAX_DELAY).unwrap_err();
+        assert_eq!(err, "must be at most 10m (got 10m 1s)");
+    }
+
+    #[test]
+    fn every_duration_flag_is_bounded_and_named() {
+        use crate::cli::SimOptions;
+        for (flags, flag) in [
+            (&["--rotate-every", "2years"][..], "--rotate-every"),
+            (&["--lifetime", "500000years"][..], "--lifetime"),
+            (&["--slow-delay", "11m"][..], "--slow-delay"),
+        ] {
+            let err = SimOptions::from_flags(flags).validate().unwrap_err();
+            assert!(err.starts_with(flag), "{flags:?}: {err}");
+            assert!(err.contains("must be at most"), "{flags:?}: {err}");
+        }
+        assert!(
+            SimOptions::from_flags(&["--rotate-every", "1d", "--lifetime", "1year"])
+                .validate()
+                .is_ok()
+        );
+    }
+}
