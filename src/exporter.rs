@@ -128,8 +128,9 @@ pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
         config.ethtool.clone(),
     ));
     metrics.register(Box::new(ArcCollector(node.clone())));
-    if let Some(ntp) = &config.ntp {
-        metrics.set_interval(Probe::Ntp, ntp.interval);
+    match &config.ntp {
+        Some(ntp) => metrics.set_interval(Probe::Ntp, ntp.interval),
+        None => metrics.disable_probe(Probe::Ntp),
     }
     tasks.push(tokio::spawn(clock_loop(
         config.ntp.clone(),

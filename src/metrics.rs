@@ -191,7 +191,7 @@ impl Metrics {
         .unwrap();
         let v1_enabled = IntGauge::new(
             "imds_v1_enabled",
-            help("Whether IMDS answers token-less (IMDSv1) requests (1) or requires tokens (0); a security finding, not an outage."),
+            help("Whether IMDS answers token-less (IMDSv1) requests (1) or requires tokens (0); keeps the last answer while IMDS does not answer, 0 before the first. A security finding, not an outage."),
         )
         .unwrap();
         let instance_info = IntGaugeVec::new(
@@ -394,6 +394,22 @@ impl Metrics {
         self.probe_interval
             .with_label_values(&[probe.as_str()])
             .set(interval.as_secs_f64());
+        self.changed();
+    }
+
+    /// Drops the `imds_probe_*` series of a probe that is switched off (`--collector.ntp=false`),
+    /// so that no `imds_probe_success{probe="ntp"} 0` reads as a failing probe.
+    pub fn disable_probe(&self, probe: Probe) {
+        let p = probe.as_str();
+        let _ = self.probe_success.remove_label_values(&[p]);
+        let _ = self.probe_duration.remove_label_values(&[p]);
+        let _ = self.probe_last_success.remove_label_values(&[p]);
+        let _ = self.probe_runs.remove_label_values(&[p]);
+        for reason in probe.reasons() {
+            let _ = self
+                .probe_failures
+                .remove_label_values(&[p, reason.as_str()]);
+        }
         self.changed();
     }
 

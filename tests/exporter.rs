@@ -318,6 +318,22 @@ async fn every_phase_and_reason_series_exists_from_start() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_ntp_probe_exports_no_probe_series() {
+    let sim = start_sim(sim_options()).await;
+    let exporter = start_exporter(imds_exporter::exporter::ExporterConfig {
+        ntp: None,
+        ..exporter_config(&sim)
+    })
+    .await;
+    let s = after_runs(&exporter, 2.0).await;
+    let ntp: Vec<_> = s.keys().filter(|k| k.contains("probe=\"ntp\"")).collect();
+    assert!(ntp.is_empty(), "series of the disabled ntp probe: {ntp:?}");
+    assert_eq!(value(&s, "imds_probe_success{probe=\"imds\"}"), 1.0);
+    exporter.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn ntp_offset_follows_the_simulated_clock() {
     let mut options = sim_options();
     options.clock_offset = 2.5;
