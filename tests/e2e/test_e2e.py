@@ -47,6 +47,7 @@ RATE_INTERVAL = "30s"  # >= 4 scrape intervals of 1 s, as Grafana's $__rate_inte
 RANGE = "5m"
 DEADLINE = 90  # seconds for an alert to fire
 HEALTHY = "e2e-healthy"
+PHASES = ["token", "role", "credentials", "info", "identity", "imdsv1"]
 KERNEL_CLOCK_ALERT = "ImdsClockNotSynchronising"
 
 # node name -> (how to break it, alert that must fire, its severity, does the alert follow the
@@ -146,7 +147,7 @@ def queries_of(board):
 
 def substitute(expr, instance):
     """The expression Grafana would send for job=imds, the given instance, a 30 s rate interval."""
-    values = {"datasource": "", "job": "imds", "instance": instance, "__rate_interval": RATE_INTERVAL,
+    values = {"datasource": "", "job": "imds", "instance": instance, "phase": ".*", "__rate_interval": RATE_INTERVAL,
               "__interval": "15s", "__range": RANGE}
     out = re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", lambda m: values[m.group(1) or m.group(2)], expr)
     if "$" in out:
@@ -235,8 +236,13 @@ def check_dashboard_queries(results, stack, boards, empty, label):
                         results.check(name, False, f"not a label_values() query: {query}")
                         continue
                     values = stack.prom.label_values(m.group(2), m.group(1) or "{__name__=~\".+\"}")
-                    want = "imds" if m.group(2) == "job" else HEALTHY
-                    results.check(name, want in values, f"{m.group(2)} values {values}")
+                    label = m.group(2)
+                    if label == "phase":
+                        # Every phase the probe times, and nothing else.
+                        ok = sorted(values) == sorted(PHASES)
+                    else:
+                        ok = ("imds" if label == "job" else HEALTHY) in values
+                    results.check(name, ok, f"{label} values {values}")
                     checked.append((uid, title, query, len(values)))
                     continue
                 data = stack.prom.query(query)
