@@ -599,98 +599,140 @@ def section_latency(ctx) -> dict:
     return {"delay_ms": delay * 1e3, "reps": reps}
 
 
-def section_ntp(ctx) -> dict:
-    offset = 2.5
-    tmp = Path(tempfile.mkdtemp(prefix="chrony-", dir=ctx.workdir))
+NTP_CLIENTS = ("ours", "ntplib", "sntp", "node_exporter")
+
+
+def ntp_session(ctx, offset: float, n: int, rep: int) -> dict:
+    """One repetition of the clock-offset comparison: a fresh chronyd under faketime on a fresh
+    loopback port, `n` samples from each client, then chronyd is stopped."""
+    import ntplib  # from the venv made by bench/run
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"chrony-{rep}-", dir=ctx.workdir))
     port = free_port(socket.SOCK_DGRAM)
     conf = tmp / "chrony.conf"
     conf.write_text(
         f"port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 8\ncmdport 0\n"
         f"pidfile {tmp}/chronyd.pid\ndriftfile {tmp}/drift\n"
     )
+    row = {"load_before": loadavg(), "port": port}
+    t0 = time.monotonic()
     # -x: never touch the system clock; faketime shifts only chronyd's view of time.
     chrony = spawn(["faketime", "-f", f"+{offset}s", CHRONYD, "-x", "-d", "-u", "root", "-f",
                     str(conf)], log=tmp / "chronyd.log")
-    import ntplib  # from the venv made by bench/run
+    try:
+        client = ntplib.NTPClient()
 
-    client = ntplib.NTPClient()
+        def ntplib_offset():
+            return client.request(LOOPBACK, port=port, version=4, timeout=1).offset
 
-    def ntplib_offset():
-        return client.request(LOOPBACK, port=port, version=4, timeout=1).offset
-
-    def answering():
-        try:
-            return abs(ntplib_offset() - offset) < 0.5
-        except ntplib.NTPException:
-            return False
-
-    wait_until(answering, 30, "chronyd to answer", step=0.2)
-    n = max(ctx.reps, 5) + 2
-    result = {"offset_s": offset}
-
-    ntplib_samples = []
-    for _ in range(n):
-        ntplib_samples.append(ntplib_offset())
-        time.sleep(0.2)
-    result["ntplib"] = ntplib_samples
-
-    sntp_samples = []
-    if Path(NTPDIG).exists() and Path(SYSTEM_PYTHON).exists():
-        # ntpdig has no port option: run it with getaddrinfo redirected to chronyd's port.
-        wrapper = (
-            "import socket,sys\n"
-            "_g=socket.getaddrinfo\n"
-            f"socket.getaddrinfo=lambda h,p,*a,**k:_g(h,{port} if p==123 else p,*a,**k)\n"
-            f"sys.argv=['sntp','-j','-t','2','{LOOPBACK}']\n"
-            f"exec(compile(open('{NTPDIG}').read(),'{NTPDIG}','exec'))\n"
-        )
-        for _ in range(n):
-            out = subprocess.run([SYSTEM_PYTHON, "-c", wrapper], capture_output=True, text=True,
-                                 timeout=10).stdout
+        def answering():
             try:
-                sntp_samples.append(float(json.loads(out)["offset"]))
-            except (ValueError, KeyError):
-                pass
+                return abs(ntplib_offset() - offset) < 0.5
+            except ntplib.NTPException:
+                return False
+
+        wait_until(answering, 30, "chronyd to answer", step=0.2)
+
+        ntplib_samples = []
+        for _ in range(n):
+            ntplib_samples.append(ntplib_offset())
             time.sleep(0.2)
-    result["sntp"] = sntp_samples
+        row["ntplib"] = ntplib_samples
 
-    ours = Ours(ctx.binary, ctx.sim, ctx.workdir, "--ntp.interval", "500ms",
-                ntp_server=f"{LOOPBACK}:{port}", name="ntp")
-    ours.wait_ready()
-    lbl = f'{{server="{LOOPBACK}:{port}"}}'
-    ours_samples = []
-    last_runs = None
-    deadline = time.monotonic() + 60
-    while len(ours_samples) < n and time.monotonic() < deadline:
-        s = parse_exposition(ours.scrape())
-        runs = metric(s, "imds_probe_runs_total", '{probe="ntp"}')
-        value = metric(s, "imds_ntp_offset_seconds", lbl)
-        if value is not None and runs != last_runs:
-            ours_samples.append(value)
-            last_runs = runs
-        time.sleep(0.1)
-    stop(ours.proc)
-    result["ours"] = ours_samples
+        sntp_samples = []
+        if Path(NTPDIG).exists() and Path(SYSTEM_PYTHON).exists():
+            # ntpdig has no port option: run it with getaddrinfo redirected to chronyd's port.
+            wrapper = (
+                "import socket,sys\n"
+                "_g=socket.getaddrinfo\n"
+                f"socket.getaddrinfo=lambda h,p,*a,**k:_g(h,{port} if p==123 else p,*a,**k)\n"
+                f"sys.argv=['sntp','-j','-t','2','{LOOPBACK}']\n"
+                f"exec(compile(open('{NTPDIG}').read(),'{NTPDIG}','exec'))\n"
+            )
+            for _ in range(n):
+                out = subprocess.run([SYSTEM_PYTHON, "-c", wrapper], capture_output=True,
+                                     text=True, timeout=10).stdout
+                try:
+                    sntp_samples.append(float(json.loads(out)["offset"]))
+                except (ValueError, KeyError):
+                    pass
+                time.sleep(0.2)
+        row["sntp"] = sntp_samples
 
-    node = NodeExporter(ctx.workdir, "--collector.disable-defaults", "--collector.ntp",
-                        f"--collector.ntp.server={LOOPBACK}",
-                        f"--collector.ntp.server-port={port}", "--collector.ntp.server-is-local")
-    node.wait_ready()
-    node_samples = []
-    for _ in range(n):
-        s = parse_exposition(get(node.url + "/metrics")[1].decode())
-        v = metric(s, "node_ntp_offset_seconds")
-        if v is not None:
-            node_samples.append(v)
-        time.sleep(0.2)
-    stop(node.proc)
-    result["node_exporter"] = node_samples
-    stop(chrony)
-    for k in ("ours", "ntplib", "sntp", "node_exporter"):
-        if result[k]:
-            result[f"{k}_median_error_ms"] = (median(result[k]) - offset) * 1e3
-    ctx.say("ntp: " + ", ".join(f"{k} {result.get(k + '_median_error_ms', float('nan')):+.3f} ms"
-                                for k in ("ours", "ntplib", "sntp", "node_exporter")))
+        ours = Ours(ctx.binary, ctx.sim, ctx.workdir, "--ntp.interval", "500ms",
+                    ntp_server=f"{LOOPBACK}:{port}", name=f"ntp-{rep}")
+        try:
+            ours.wait_ready()
+            lbl = f'{{server="{LOOPBACK}:{port}"}}'
+            ours_samples = []
+            last_runs = None
+            deadline = time.monotonic() + 60
+            while len(ours_samples) < n and time.monotonic() < deadline:
+                s = parse_exposition(ours.scrape())
+                runs = metric(s, "imds_probe_runs_total", '{probe="ntp"}')
+                value = metric(s, "imds_ntp_offset_seconds", lbl)
+                if value is not None and runs != last_runs:
+                    ours_samples.append(value)
+                    last_runs = runs
+                time.sleep(0.1)
+        finally:
+            stop(ours.proc)
+        row["ours"] = ours_samples
+
+        if Path(NODE_EXPORTER).exists():
+            node = NodeExporter(ctx.workdir, "--collector.disable-defaults", "--collector.ntp",
+                                f"--collector.ntp.server={LOOPBACK}",
+                                f"--collector.ntp.server-port={port}",
+                                "--collector.ntp.server-is-local")
+            try:
+                node.wait_ready()
+                node_samples = []
+                for _ in range(n):
+                    s = parse_exposition(get(node.url + "/metrics")[1].decode())
+                    v = metric(s, "node_ntp_offset_seconds")
+                    if v is not None:
+                        node_samples.append(v)
+                    time.sleep(0.2)
+            finally:
+                stop(node.proc)
+            row["node_exporter"] = node_samples
+        else:
+            row["node_exporter"] = []
+    finally:
+        stop(chrony)
+    row["seconds"] = time.monotonic() - t0
+    row["load_after"] = loadavg()
+    for k in NTP_CLIENTS:
+        if row[k]:
+            row[f"{k}_median_error_ms"] = (median(row[k]) - offset) * 1e3
+    return row
+
+
+def section_ntp(ctx) -> dict:
+    """--reps repetitions, each a fresh chronyd-under-faketime session with `n` samples per
+    client; per client, the median over repetitions of each repetition's median error and the
+    range of those medians."""
+    offset = 2.5
+    n = 7  # samples per client and repetition
+    reps = []
+    for rep in range(ctx.reps):
+        row = ntp_session(ctx, offset, n, rep)
+        reps.append(row)
+        ctx.say(f"ntp rep {rep + 1} ({row['seconds']:.1f} s, load {row['load_before']:.2f}): "
+                + ", ".join(f"{k} {row.get(k + '_median_error_ms', float('nan')):+.3f} ms"
+                            for k in NTP_CLIENTS))
+    result = {"offset_s": offset, "samples_per_rep": n, "reps": reps}
+    for k in NTP_CLIENTS:
+        meds = [x.get(f"{k}_median_error_ms") for x in reps]
+        meds = [m for m in meds if m is not None]
+        if meds:
+            result[f"{k}_median_error_ms"] = median(meds)
+            result[f"{k}_min_error_ms"] = min(meds)
+            result[f"{k}_max_error_ms"] = max(meds)
+            result[f"{k}_reps"] = len(meds)
+            result[f"{k}_samples"] = sum(len(x[k]) for x in reps)
+    ctx.say("ntp, medians over repetitions: " + ", ".join(
+        f"{k} {result.get(k + '_median_error_ms', float('nan')):+.3f} ms" for k in NTP_CLIENTS))
     return result
 
 
@@ -772,6 +814,11 @@ def fmt(v, digits=1, unit=""):
 
 def ratio(a, b):
     return a / b if a is not None and b else None
+
+
+def abs_ratio(a, b):
+    """|a| / |b|: the ratio of two errors' magnitudes (an error may be negative)."""
+    return abs(a) / abs(b) if a is not None and b else None
 
 
 def met(ok) -> str:
@@ -887,8 +934,8 @@ def render(results: dict) -> str:
         r = la["reps"]
         out.append(f"### 4. Accuracy of latency (simulator scenario `slow?delay=50ms`; error = reported - 50 ms)\n")
         out.extend(partial_note(results, "latency"))
-        out.append("| measurement | imds_exporter | blackbox_exporter | target | met? |")
-        out.append("|---|---|---|---|---|")
+        out.append("| measurement | imds_exporter | blackbox_exporter | ratio | target | met? |")
+        out.append("|---|---|---|---|---|---|")
         phases = [ph for ph in PHASES if any(ph in x.get("phase_trace", {}) for x in r)]
         # Per phase, from the trace log: the p50 and p99 of each repetition, their medians.
         for ph in phases:
@@ -896,30 +943,35 @@ def render(results: dict) -> str:
             p99 = median([x["phase_trace"].get(ph, {}).get("p99_error_ms") for x in r])
             n = sum(x["phase_trace"].get(ph, {}).get("count", 0) for x in r)
             out.append(f"| phase `{ph}`: p50 / p99 of the error per request, trace log (ms; {n} requests) | "
-                       f"{fmt(p50, 3)} / {fmt(p99, 3)} | - | p50 within ±1 ms | "
+                       f"{fmt(p50, 3)} / {fmt(p99, 3)} | - | - | p50 within ±1 ms | "
                        f"{met(None if p50 is None else abs(p50) <= 1)} |")
         p50 = median([x["p50_error_ms"] for x in r])
+        t50 = median([x["theirs_p50_error_ms"] for x in r])
         out.append(f"| all phases together: p50 of the error per request (ms) | {fmt(p50, 3)} | "
-                   f"{fmt(median([x['theirs_p50_error_ms'] for x in r]), 3)} | within ±1 ms | "
+                   f"{fmt(t50, 3)} | {fmt(abs_ratio(p50, t50), 2)} | within ±1 ms | "
                    f"{met(None if p50 is None else abs(p50) <= 1)} |")
-        out.append(f"| all phases together: p99 of the error per request (ms) | {fmt(median([x['p99_error_ms'] for x in r]), 3)} | "
-                   f"{fmt(median([x['theirs_p99_error_ms'] for x in r]), 3)} | - | - |")
+        p99 = median([x["p99_error_ms"] for x in r])
+        t99 = median([x["theirs_p99_error_ms"] for x in r])
+        out.append(f"| all phases together: p99 of the error per request (ms) | {fmt(p99, 3)} | "
+                   f"{fmt(t99, 3)} | {fmt(abs_ratio(p99, t99), 2)} | - | - |")
         pooled = [e for x in r for e in x["errors_ms"]]
         theirs_pooled = [e for x in r for e in x["theirs_errors_ms"]]
+        pq = [percentile(pooled, 0.5), percentile(pooled, 0.99), max(pooled, default=None)]
+        tq = [percentile(theirs_pooled, 0.5), percentile(theirs_pooled, 0.99),
+              max(theirs_pooled, default=None)]
         out.append(f"| all phases and repetitions pooled: p50 / p99 / max of the error (ms; {len(pooled)} and "
-                   f"{len(theirs_pooled)} requests) | {fmt(percentile(pooled, 0.5), 3)} / "
-                   f"{fmt(percentile(pooled, 0.99), 3)} / {fmt(max(pooled, default=None), 3)} | "
-                   f"{fmt(percentile(theirs_pooled, 0.5), 3)} / {fmt(percentile(theirs_pooled, 0.99), 3)} / "
-                   f"{fmt(max(theirs_pooled, default=None), 3)} | - | - |")
+                   f"{len(theirs_pooled)} requests) | {' / '.join(fmt(v, 3) for v in pq)} | "
+                   f"{' / '.join(fmt(v, 3) for v in tq)} | "
+                   f"{' / '.join(fmt(abs_ratio(a, b), 2) for a, b in zip(pq, tq))} | - | - |")
         out.append(f"| p50 / p99 error of blackbox's `probe_duration_seconds` (ms) | - | "
                    f"{fmt(median([x['theirs_total_p50_error_ms'] for x in r]), 3)} / "
-                   f"{fmt(median([x['theirs_total_p99_error_ms'] for x in r]), 3)} | - | - |")
+                   f"{fmt(median([x['theirs_total_p99_error_ms'] for x in r]), 3)} | - | - | - |")
         for ph in PHASES:
             vals = [x["phase_mean_error_ms"].get(ph, {}).get("mean_error_ms") for x in r]
             counts = sum(x["phase_mean_error_ms"].get(ph, {}).get("count", 0) for x in r)
             if any(v is not None for v in vals):
                 out.append(f"| histogram mean error, phase `{ph}` (ms; {counts:.0f} requests) | "
-                           f"{fmt(median(vals), 3)} | - | - | - |")
+                           f"{fmt(median(vals), 3)} | - | - | - | - |")
         for ph in PHASES:
             qs = [x.get("phase_histogram_quantile", {}).get(ph) for x in r]
             if any(q for q in qs):
@@ -928,7 +980,7 @@ def render(results: dict) -> str:
                 out.append(f"| `histogram_quantile(0.5)` / `(0.99)` of the scraped buckets, phase `{ph}`: "
                            f"reading (error) (ms) | {fmt(q50, 1)} / {fmt(q99, 1)} "
                            f"({fmt(q50 and q50 - la['delay_ms'], 1)} / {fmt(q99 and q99 - la['delay_ms'], 1)}) | "
-                           f"- | - | - |")
+                           f"- | - | - | - |")
         out.append("")
         out.append("p50 of the error per phase in each repetition (ms, trace log): " + "; ".join(
             f"`{ph}` " + ", ".join(fmt(x["phase_trace"].get(ph, {}).get("p50_error_ms"), 3) for x in r)
@@ -944,23 +996,54 @@ def render(results: dict) -> str:
                    + f"; failed requests: {sum(x['failures'] for x in r)}; blackbox probes per repetition: "
                    + f"{r[0]['theirs_samples']}. Blackbox's per-request figure is the sum of its "
                    "`probe_http_duration_seconds` phases (connect to end of body, the span ours times); "
-                   "it has no phases, so it sits in the all-phases rows.\n")
+                   "it has no phases, so it sits in the all-phases rows. Ratio: the magnitude of our error over "
+                   "blackbox's (|ours| / |blackbox|; below 1, ours is closer to the injected delay).\n")
 
     if nt := results.get("ntp"):
+        r = nt["reps"]
         out.append(f"### 5. Accuracy of clock offset (chronyd under `faketime -f +{nt['offset_s']}s`, "
                    "true offset +2.5 s; error = median offset - 2.5 s)\n")
         out.extend(partial_note(results, "ntp"))
-        out.append("| client | samples | median error (ms) | target | met? |")
-        out.append("|---|---|---|---|---|")
+        out.append("| client | repetitions x samples | median error (ms) | range over repetitions, "
+                   "min to max (ms) | ratio | target | met? |")
+        out.append("|---|---|---|---|---|---|---|")
+        ours = nt.get("ours_median_error_ms")
         for k, label in (("ours", "imds_exporter `imds_ntp_offset_seconds`"),
-                         ("node_exporter", "node_exporter `node_ntp_offset_seconds`"),
-                         ("ntplib", "Python ntplib"), ("sntp", "`sntp` (NTPsec ntpdig)")):
+                         ("ntplib", "Python ntplib"), ("sntp", "`sntp` (NTPsec ntpdig)"),
+                         ("node_exporter", "node_exporter `node_ntp_offset_seconds`")):
+            if not any(x.get(k) for x in r):
+                continue
             e = nt.get(f"{k}_median_error_ms")
+            per_rep = sorted({len(x[k]) for x in r if x.get(k)})
             tgt, ok = ("as good as ntplib (±1 ms)",
                        met(e is not None and nt.get("ntplib_median_error_ms") is not None
                            and abs(e - nt["ntplib_median_error_ms"]) <= 1)) if k == "ours" else ("-", "-")
-            out.append(f"| {label} | {len(nt[k])} | {fmt(e, 3)} | {tgt} | {ok} |")
+            out.append(f"| {label} | {nt.get(f'{k}_reps', 0)} x {'/'.join(map(str, per_rep))} | {fmt(e, 3)} | "
+                       f"{fmt(nt.get(f'{k}_min_error_ms'), 3)} to {fmt(nt.get(f'{k}_max_error_ms'), 3)} | "
+                       f"{'-' if k == 'ours' else fmt(abs_ratio(ours, e), 2)} | {tgt} | {ok} |")
         out.append("")
+        loads = [x["load_before"] for x in r]
+        out.append("Each repetition is a fresh chronyd under faketime (its own port), sampled "
+                   f"{nt['samples_per_rep']} times by each client in turn; a repetition's error is the "
+                   "median of its samples, the table gives the median and the range of those over "
+                   "the repetitions. Ratio: the magnitude of our error over that client's "
+                   "(|ours| / |theirs|; below 1, ours is closer to the true offset). "
+                   "Median error per repetition (ms), ours / ntplib / sntp / node_exporter (load "
+                   "average before): " + "; ".join(
+                       " / ".join(fmt(x.get(f"{k}_median_error_ms"), 3) for k in NTP_CLIENTS)
+                       + f" ({x['load_before']:.2f})" for x in r) + ".")
+        busy = max(loads) >= (os.cpu_count() or 1)
+        worst = max(abs(x[f"{k}_median_error_ms"]) for x in r for k in NTP_CLIENTS
+                    if x.get(f"{k}_median_error_ms") is not None)
+        out.append(("The machine was busy during this run (load average up to "
+                    f"{max(loads):.2f} on {os.cpu_count()} cores, other processes included), which "
+                    "widens the range; " if busy else f"Load average {min(loads):.2f} to {max(loads):.2f} "
+                    f"on {os.cpu_count()} cores. ")
+                   + f"Every client's median error is within ±{fmt(worst, 3)} ms; at that size "
+                   "it is the asymmetry of the loopback round trip (each client's own time stamping "
+                   "before sending and after receiving), so ratios between clients are ratios of "
+                   "small numbers and move from run to run; the target is ours within ±1 ms of "
+                   "ntplib.\n")
 
     if st := results.get("startup"):
         r = st["reps"]
