@@ -128,6 +128,15 @@ def test_no_service_account_token_anywhere(objects):
     assert not [o for o in objects if o["kind"] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")]
 
 
+def test_host_view_runs_under_the_base_service_account(objects):
+    # An IRSA annotation or RBAC binding on `imds-exporter` must reach the host view's pods; with
+    # two ServiceAccounts that both started as `imds-exporter`, kustomize once rewrote the host
+    # DaemonSet's reference to the pod view's renamed copy.
+    ds = find(objects, "DaemonSet", HOST_DS)
+    assert ds["spec"]["template"]["spec"]["serviceAccountName"] == "imds-exporter"
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"] == ["imds-exporter"]
+
+
 def test_no_host_namespaces_or_volumes_beyond_the_network(objects):
     for ds in daemonsets(objects):
         spec = ds["spec"]["template"]["spec"]
@@ -242,7 +251,7 @@ def test_pod_view_meets_the_restricted_pod_security_standard(overlay):
 def test_overlay_adds_exactly_one_of_each_pod_view_object(overlay):
     names = sorted((o["kind"], o["metadata"]["name"]) for o in overlay)
     assert names == sorted([
-        ("ServiceAccount", HOST_DS), ("ServiceAccount", POD_DS),
+        ("ServiceAccount", HOST_DS),
         ("Service", HOST_DS),
         ("DaemonSet", HOST_DS), ("DaemonSet", POD_DS),
         ("PodMonitor", HOST_DS), ("PodMonitor", POD_DS),
