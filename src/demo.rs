@@ -60,6 +60,9 @@ pub async fn run(args: DemoArgs) -> crate::CliResult {
     println!("  curl -X POST {sim_url}/_sim/scenario/outage");
     println!("  curl -s {metrics} | grep -E '^imds_(probe_success|request_failures_total)'");
     println!("  curl -X POST {sim_url}/_sim/scenario/healthy");
+    println!("Or skew the clock the NTP probe sees (seconds; positive = this node is behind):");
+    println!("  curl -X POST {sim_url}/_sim/clock-offset/2.5");
+    println!("  curl -s {metrics} | grep -E '^imds_(ntp|clock)_'");
     println!("Scenarios: {}", crate::sim::scenario::NAMES.join(", "));
     println!("Press Ctrl-C to stop.");
     crate::shutdown_signal().await;

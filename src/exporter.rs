@@ -112,15 +112,18 @@ pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
     let metrics = Arc::new(Metrics::new());
     metrics.set_interval(Probe::Imds, config.imds_interval);
     let ready = Arc::new(AtomicBool::new(false));
+    let alive = Arc::new(AtomicBool::new(true));
     let (shutdown, rx) = watch::channel(false);
 
     let mut tasks = Vec::new();
+    let guard = LoopGuard::new("imds", &alive);
     tasks.push(tokio::spawn(imds_loop(
         prober,
         metrics.clone(),
         config.imds_interval,
         ready.clone(),
         rx.clone(),
+        guard,
     )));
 
     let node = Arc::new(crate::collector::NodeViews::new(
@@ -132,16 +135,19 @@ pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
         Some(ntp) => metrics.set_interval(Probe::Ntp, ntp.interval),
         None => metrics.disable_probe(Probe::Ntp),
     }
+    let guard = LoopGuard::new("clock", &alive);
     tasks.push(tokio::spawn(clock_loop(
         config.ntp.clone(),
         node,
         metrics.clone(),
         rx.clone(),
+        guard,
     )));
 
     let state = crate::web::WebState {
         metrics: metrics.clone(),
         ready,
+        alive,
         landing: Arc::new(crate::web::landing_page(
             &config.telemetry_path,
             &config.describe(),
@@ -170,6 +176,35 @@ pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
     })
 }
 
+/// Held by a probe loop for as long as it runs. A panic that unwinds out of the loop (tokio
+/// contains it to the task, so nothing else would notice) clears `alive`, which fails
+/// `/-/healthy`; a loop that returns because of shutdown leaves it set.
+pub struct LoopGuard {
+    name: &'static str,
+    alive: Arc<AtomicBool>,
+}
+
+impl LoopGuard {
+    pub fn new(name: &'static str, alive: &Arc<AtomicBool>) -> Self {
+        Self {
+            name,
+            alive: alive.clone(),
+        }
+    }
+}
+
+impl Drop for LoopGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.alive.store(false, Ordering::Release);
+            tracing::error!(
+                probe = self.name,
+                "probe loop panicked; its metrics no longer change and /-/healthy now fails"
+            );
+        }
+    }
+}
+
 /// The interval with up to ±5 % jitter.
 pub fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(1.0 + (fastrand::f64() - 0.5) * 0.1)
@@ -181,6 +216,7 @@ async fn imds_loop(
     interval: Duration,
     ready: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
+    _guard: LoopGuard,
 ) {
     let mut last_failure = None;
     loop {
@@ -218,6 +254,7 @@ async fn clock_loop(
     node: Arc<crate::collector::NodeViews>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
+    _guard: LoopGuard,
 ) {
     let interval = ntp.as_ref().map_or(NODE_VIEW_INTERVAL, |n| n.interval);
     let mut last_failure = None;
@@ -331,4 +368,33 @@ pub async fn run(args: crate::cli::ExporterArgs) -> crate::CliResult {
     tracing::info!("shutting down");
     exporter.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_probe_loop_clears_alive_and_a_returning_one_does_not() {
+        let alive = Arc::new(AtomicBool::new(true));
+        let guard = LoopGuard::new("imds", &alive);
+        tokio::spawn(async move {
+            let _guard = guard;
+        })
+        .await
+        .unwrap();
+        assert!(
+            alive.load(Ordering::Acquire),
+            "a loop that returns is not a death"
+        );
+
+        let guard = LoopGuard::new("imds", &alive);
+        let joined = tokio::spawn(async move {
+            let _guard = guard;
+            panic!("a bug in a probe");
+        })
+        .await;
+        assert!(joined.unwrap_err().is_panic());
+        assert!(!alive.load(Ordering::Acquire), "a panic clears alive");
+    }
 }

@@ -148,6 +148,10 @@ fn quote(v: &str) -> String {
                 '"' => out.push_str("\\\""),
                 '\\' => out.push_str("\\\\"),
                 '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                // Other control characters (from an error's text) could forge or hide a line.
+                c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
                 c => out.push(c),
             }
         }
@@ -167,5 +171,16 @@ mod tests {
         assert_eq!(quote("a=b"), "\"a=b\"");
         assert_eq!(quote("say \"hi\"\n"), "\"say \\\"hi\\\"\\n\"");
         assert_eq!(quote(""), "\"\"");
+    }
+
+    #[test]
+    fn control_characters_cannot_forge_a_log_line() {
+        assert_eq!(quote("a\rb\tc"), "\"a\\rb\\tc\"");
+        assert_eq!(quote("x\u{1b}[2Ky"), "\"x\\u{001b}[2Ky\"");
+        assert!(
+            !quote("ok\u{0}\u{7f}level=error")
+                .chars()
+                .any(char::is_control)
+        );
     }
 }

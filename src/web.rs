@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 pub struct WebState {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
+    /// Cleared when a probe loop dies (a panic unwinds out of it): `/-/healthy` then fails, so a
+    /// liveness probe restarts an exporter whose numbers would otherwise freeze.
+    pub alive: Arc<AtomicBool>,
     pub landing: Arc<String>,
 }
 
@@ -69,8 +72,16 @@ async fn metrics(State(s): State<WebState>) -> Response {
         .into_response()
 }
 
-async fn healthy() -> &'static str {
-    "Healthy.\n"
+async fn healthy(State(s): State<WebState>) -> Response {
+    if s.alive.load(Ordering::Acquire) {
+        (StatusCode::OK, "Healthy.\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unhealthy: a probe loop has died (see the log); restart the exporter.\n",
+        )
+            .into_response()
+    }
 }
 
 async fn ready(State(s): State<WebState>) -> Response {

@@ -23,15 +23,17 @@ enum Behaviour {
     Teapot,
 }
 
-async fn read_request(stream: &mut TcpStream) {
+/// Reads a request's head; `None` if the client went away first.
+async fn read_request(stream: &mut TcpStream) -> Option<String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
         match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+    Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
 async fn answer(mut stream: TcpStream, behaviour: Behaviour) {
@@ -186,4 +188,79 @@ async fn the_exporter_keeps_serving_metrics_while_imds_streams_garbage() {
         ) >= 3.0
     );
     exporter.shutdown().await;
+}
+
+/// The least an IMDS look-alike may answer and still be used, as botocore would: a token
+/// without the TTL header, a credentials document with only `AccessKeyId` and `Expiration`,
+/// and 500 on the best-effort metadata paths (`iam/info`, the identity document).
+async fn minimal_imds() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Some(head) = read_request(&mut stream).await else {
+                    return;
+                };
+                let head = head.to_ascii_lowercase();
+                let tokened = head.contains("x-aws-ec2-metadata-token: minimal-token");
+                let line = head.lines().next().unwrap_or_default().to_string();
+                let (status, body) = if line.starts_with("put /latest/api/token ") {
+                    ("200 OK", "minimal-token".to_string())
+                } else if !tokened {
+                    ("401 Unauthorized", String::new())
+                } else if line.starts_with("get /latest/meta-data/iam/security-credentials/ ") {
+                    ("200 OK", "minimal-role".to_string())
+                } else if line
+                    .starts_with("get /latest/meta-data/iam/security-credentials/minimal-role ")
+                {
+                    let doc = serde_json::json!({
+                        "AccessKeyId": "ASIAMINIMALEXAMPLE01",
+                        "Expiration": (chrono::Utc::now() + chrono::Duration::hours(6))
+                            .format("%Y-%m-%dT%H:%M:%SZ")
+                            .to_string(),
+                    });
+                    ("200 OK", doc.to_string())
+                } else {
+                    ("500 Internal Server Error", String::new())
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_minimal_look_alike_succeeds_and_metadata_failures_do_not_fail_the_probe() {
+    let mut prober = ImdsProber::new(ImdsConfig {
+        endpoint: minimal_imds().await,
+        timeout: Duration::from_millis(500),
+        token_ttl_seconds: 21600,
+    })
+    .unwrap();
+    let run = prober.run().await;
+    let failed = |phase: Phase| {
+        run.phases
+            .iter()
+            .find(|p| p.phase == phase)
+            .unwrap_or_else(|| panic!("no {phase:?} request in {run:?}"))
+            .error
+            .as_ref()
+            .map(|e| e.reason().as_str())
+    };
+    // The token came without X-aws-ec2-metadata-token-ttl-seconds, and the document without
+    // Code, LastUpdated and Type: both accepted.
+    assert_eq!(failed(Phase::Token), None);
+    assert_eq!(failed(Phase::Credentials), None);
+    assert!(run.success(), "{run:?}");
+    assert_eq!(run.failure_reason(), None);
+    // iam/info and the identity document fail in their own phase, not the probe.
+    assert_eq!(failed(Phase::Info), Some("server_error"));
+    assert_eq!(failed(Phase::Identity), Some("server_error"));
+    assert_eq!(run.v1_enabled, Some(false));
 }

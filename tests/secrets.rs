@@ -57,12 +57,20 @@ async fn run_and_scan(format: &str) {
         .expect("the binary starts");
     let metrics_url = format!("http://127.0.0.1:{port}/metrics");
     eventually(Duration::from_secs(10), "the exporter serves", || async {
-        reqwest::get(&metrics_url)
+        // Not common::get, which panics on a refused connection: the exporter is starting.
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(&metrics_url)
+            .send()
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
     })
     .await;
+    let runs =
+        |exposition: &str| value(&parse(exposition), "imds_probe_runs_total{probe=\"imds\"}");
     let mut expositions = String::new();
     for scenario in [
         "healthy",
@@ -74,8 +82,17 @@ async fn run_and_scan(format: &str) {
         "healthy",
     ] {
         switch(&sim, scenario).await;
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        expositions.push_str(&get(&metrics_url).await.1);
+        // Two complete runs after the switch: at least one ran wholly in this scenario.
+        let before = runs(&get(&metrics_url).await.1);
+        let exposition = eventually(Duration::from_secs(10), scenario, || async {
+            let body = get(&metrics_url).await.1;
+            match runs(&body) {
+                n if n >= before + 2.0 => Ok(body),
+                n => Err(format!("runs {n}, before {before}")),
+            }
+        })
+        .await;
+        expositions.push_str(&exposition);
         if scenario == "expired" {
             secrets.extend(current_secrets(&sim.endpoint()).await);
         }

@@ -152,6 +152,8 @@ pub struct ImdsProber {
     rotation: RotationTracker,
     metadata_fetched_at: Option<Instant>,
     role: Option<String>,
+    /// The role the last run's role list named, kept even when its credentials then failed.
+    listed_role: Option<String>,
 }
 
 impl ImdsProber {
@@ -172,11 +174,18 @@ impl ImdsProber {
             rotation: RotationTracker::default(),
             metadata_fetched_at: None,
             role: None,
+            listed_role: None,
         })
     }
 
     pub fn config(&self) -> &ImdsConfig {
         &self.config
+    }
+
+    /// The role name the last [`run`](Self::run) read from the role list, whether or not its
+    /// credentials then succeeded; `None` when the list was not read.
+    pub fn listed_role(&self) -> Option<&str> {
+        self.listed_role.as_deref()
     }
 
     /// One probe run. Never fails as a whole: every failure is in the report.
@@ -186,6 +195,7 @@ impl ImdsProber {
             started_at: Some(Utc::now()),
             ..ImdsRun::default()
         };
+        self.listed_role = None;
         let token = self.fetch_token(&mut run).await;
         run.outcome = Some(match &token {
             Ok(token) => self.credential_chain(token, &mut run).await,
@@ -211,12 +221,13 @@ impl ImdsProber {
             )
             .await?;
         // Lenient like botocore: a response without the TTL header is accepted.
-        let token = String::from_utf8(answer.body.to_vec())
+        // Trimmed in place: the only copy of the token outside the zeroized body is the one kept.
+        let token = std::str::from_utf8(&answer.body)
             .ok()
-            .map(|t| t.trim().to_string())
+            .map(str::trim)
             .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()));
         match token {
-            Some(t) => Ok(SessionToken(Zeroizing::new(t))),
+            Some(t) => Ok(SessionToken(Zeroizing::new(t.to_string()))),
             None => Err(record_error(
                 run,
                 Phase::Token,
@@ -242,6 +253,7 @@ impl ImdsProber {
             .await?;
         let role = credentials::parse_role_list(&answer.body)
             .map_err(|e| record_error(run, Phase::Role, e.into()))?;
+        self.listed_role = Some(role.clone());
         let path = format!("{ROLE_LIST_PATH}{role}");
         let answer = self
             .timed(
@@ -385,7 +397,7 @@ impl ImdsProber {
         headers: &[(&str, &str)],
     ) -> Result<Answer, RequestError> {
         let deadline = self.config.timeout;
-        // reqwest's own timeout covers connect to end of body; the outer one is a backstop.
+        // One deadline from connect to the end of the body, as an SDK's read timeout.
         match tokio::time::timeout(deadline, self.exchange(method, path, headers)).await {
             Ok(result) => result,
             Err(_) => Err(RequestError::Timeout(deadline)),
@@ -428,11 +440,16 @@ impl ImdsProber {
                 return Err(RequestError::BodyTooLarge);
             }
             let mut incoming = resp.into_body();
-            let mut body = Zeroizing::new(Vec::new());
+            // Sized once, so that growing it never frees an unwiped copy of a credentials
+            // document: the declared length when there is one, else the cap. (hyper's own read
+            // buffer and the chunks it hands over are not ours to wipe.)
+            let capacity = declared.map_or(MAX_BODY_BYTES, |n| n as usize);
+            let mut body = Zeroizing::new(Vec::with_capacity(capacity));
             while let Some(frame) = incoming.frame().await {
                 let frame = frame.map_err(|e| transport_error(&e))?;
                 if let Ok(chunk) = frame.into_data() {
-                    if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    if body.len() + chunk.len() > capacity {
+                        // Longer than declared (or than the cap): not a body we accept.
                         return Err(RequestError::BodyTooLarge);
                     }
                     body.extend_from_slice(&chunk);

@@ -448,7 +448,8 @@ const PUBLIC_SERVICES: &[&str] = &[
 /// Refuses well-known public NTP services (the NTP Pool, the big public time services, NIST)
 /// unless `allow_public`: one exporter per node across a fleet, each polling every minute, is
 /// exactly the load these services ask people not to send. Accepts "host:port", "[v6]:port" or
-/// a bare host. IP literals are not checked.
+/// a bare host. IP literals are not checked (a public server named by its address passes; the
+/// flag's documentation says so).
 pub fn validate_server_name(server: &str, allow_public: bool) -> Result<(), String> {
     let host = host_part(server).trim_end_matches('.').to_ascii_lowercase();
     if host.is_empty() {
@@ -457,7 +458,8 @@ pub fn validate_server_name(server: &str, allow_public: bool) -> Result<(), Stri
     if allow_public {
         return Ok(());
     }
-    let public = host.ends_with("pool.ntp.org")
+    let public = host == "pool.ntp.org"
+        || host.ends_with(".pool.ntp.org")
         || host == "nist.gov"
         || host.ends_with(".nist.gov")
         || PUBLIC_SERVICES.contains(&host.as_str());
@@ -926,6 +928,8 @@ mod tests {
             "ntp.internal.example.com:123",
             "time5.google.com.example:123",
             "chrony.kube-system.svc:123",
+            // Not the NTP Pool: only the domain and its subdomains are.
+            "mypool.ntp.org:123",
         ];
         for server in accepted {
             assert_eq!(validate_server_name(server, false), Ok(()), "{server}");
