@@ -171,7 +171,7 @@ fn env_checks(pairs: &[(&str, &str)], home: Option<&Path>) -> Vec<check::Check> 
     let v = vars(pairs);
     let view = env::EnvView::new(&v, home);
     let sdk = env::SdkSettings::from_env(&view);
-    env::evaluate(&view, None, "http://169.254.169.254", &sdk)
+    env::evaluate(&view, None, Some("http://169.254.169.254"), &sdk)
 }
 
 fn env_check(checks: &[check::Check], id: CheckId) -> &check::Check {
@@ -321,22 +321,102 @@ async fn slow_answers_beyond_the_sdk_timeout_fail_the_latency_check() {
         CheckId::ImdsLatency,
         Status::Fail,
         &[
-            "SDK timeout 1s",
+            "SDK timeout 1s, 1 attempt",
             "give up first",
-            "AWS_METADATA_SERVICE_TIMEOUT=3",
+            "(1 s per attempt, 1 attempt)",
+            "AWS_METADATA_SERVICE_NUM_ATTEMPTS=3",
         ],
     );
-    let value = &get(&report, CheckId::ImdsLatency).value;
-    let secs: f64 = value
-        .strip_prefix("slowest answer ")
-        .and_then(|v| v.split(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{value}"));
-    assert!((1.45..3.0).contains(&secs), "{value}");
+    let latency = get(&report, CheckId::ImdsLatency);
+    let secs = slowest_seconds(&latency.value);
+    assert!((1.45..3.0).contains(&secs), "{}", latency.value);
+    let suggested = suggested_timeout(latency.fix.as_deref().unwrap());
+    assert!(suggested as f64 > secs, "{suggested} <= {secs}");
     // Every request was answered, so the token and credentials themselves are fine.
     expect(&report, CheckId::ImdsToken, Status::Ok, &[]);
     expect(&report, CheckId::ImdsCredentials, Status::Ok, &[]);
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// The seconds of a latency value, `slowest answer 1.50 s (...)` or `slowest answer 3.2 ms (...)`.
+#[track_caller]
+fn slowest_seconds(value: &str) -> f64 {
+    let mut words = value
+        .strip_prefix("slowest answer ")
+        .unwrap_or_else(|| panic!("{value}"))
+        .split(' ');
+    let n: f64 = words
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{value}"));
+    match words.next() {
+        Some("s") => n,
+        Some("ms") => n / 1000.0,
+        _ => panic!("{value}"),
+    }
+}
+
+/// The `AWS_METADATA_SERVICE_TIMEOUT` a latency fix's command exports.
+#[track_caller]
+fn suggested_timeout(fix: &str) -> u64 {
+    let re = regex_lite::Regex::new(r"(?m)^\$ export AWS_METADATA_SERVICE_TIMEOUT=(\d+)").unwrap();
+    re.captures(fix)
+        .and_then(|c| c[1].parse().ok())
+        .unwrap_or_else(|| panic!("no timeout suggested in {fix}"))
+}
+
+#[tokio::test]
+async fn the_sdk_attempts_from_the_environment_shape_the_latency_verdict_and_advice() {
+    let sim = start("slow?delay=1200ms").await;
+    let mut c = config(&sim);
+    c.imds_timeout = Duration::from_secs(3);
+    c.env = vars(&[("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "3")]);
+    let report = run(&c).await;
+    sim.shutdown().await;
+    // Three attempts of 1 s each still give up on answers that all take 1.2 s.
+    expect(
+        &report,
+        CheckId::ImdsLatency,
+        Status::Fail,
+        &[
+            "SDK timeout 1s, 3 attempts",
+            "(1 s per attempt, 3 attempts; set by AWS_METADATA_SERVICE_NUM_ATTEMPTS=3)",
+            "further attempts help only if a later answer comes sooner",
+            "with 3 attempts it already retries",
+        ],
+    );
+    let latency = get(&report, CheckId::ImdsLatency);
+    let fix = latency.fix.as_deref().unwrap();
+    let command = fix.lines().find(|l| l.starts_with("$ ")).unwrap();
+    // Only the timeout is worth raising: the attempts are already there.
+    assert!(!command.contains("NUM_ATTEMPTS"), "{fix}");
+    assert!(suggested_timeout(fix) as f64 > slowest_seconds(&latency.value));
+    expect(
+        &report,
+        CheckId::SdkImdsTimeout,
+        Status::Ok,
+        &["AWS_METADATA_SERVICE_NUM_ATTEMPTS=3", "3 attempts"],
+    );
+}
+
+#[tokio::test]
+async fn server_errors_name_the_attempts_botocore_makes() {
+    let sim = start("server-error").await;
+    let mut c = config(&sim);
+    c.env = vars(&[("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "2")]);
+    let report = run(&c).await;
+    sim.shutdown().await;
+    expect(
+        &report,
+        CheckId::ImdsToken,
+        Status::Fail,
+        &[
+            "HTTP 50",
+            "makes 2 attempts (AWS_METADATA_SERVICE_NUM_ATTEMPTS=2)",
+        ],
+    );
+    let cause = get(&report, CheckId::ImdsToken).cause.clone().unwrap();
+    assert!(!cause.contains("one attempt"), "{cause}");
 }
 
 #[tokio::test]
@@ -369,7 +449,12 @@ async fn server_errors_fail_with_a_retry_advice() {
         &report,
         CheckId::ImdsToken,
         Status::Fail,
-        &["HTTP 50", "server error", "stop and start"],
+        &[
+            "HTTP 50",
+            "server error",
+            "one attempt (AWS_METADATA_SERVICE_NUM_ATTEMPTS not set)",
+            "stop and start",
+        ],
     );
 }
 
@@ -468,8 +553,13 @@ async fn code_error_explains_the_trust_policy() {
             "Code AssumeRoleUnauthorizedAccess",
             "trust policy",
             "ec2.amazonaws.com",
+            "aws iam get-role --role-name test-role --query",
         ],
     );
+    // The role list was read before the document failed: its name is kept, not "a role".
+    expect(&report, CheckId::ImdsRole, Status::Ok, &["test-role (in "]);
+    let fix = get(&report, CheckId::ImdsCredentials).fix.clone().unwrap();
+    assert!(!fix.contains("<role>"), "{fix}");
 }
 
 #[tokio::test]
@@ -551,8 +641,13 @@ async fn malformed_documents_fail_the_credentials_check() {
         &report,
         CheckId::ImdsCredentials,
         Status::Fail,
-        &["not valid JSON", "cannot use"],
+        &[
+            "GET /latest/meta-data/iam/security-credentials/test-role: ",
+            "not valid JSON",
+            "cannot use",
+        ],
     );
+    expect(&report, CheckId::ImdsRole, Status::Ok, &["test-role (in "]);
 }
 
 #[tokio::test]
@@ -576,6 +671,176 @@ async fn huge_documents_are_refused() {
         CheckId::ImdsCredentials,
         Status::Fail,
         &["larger than 64 KiB", "interceptors"],
+    );
+}
+
+/// How many requests of a path group (`token`, `role`, `credentials`, `info`, `identity`) the
+/// simulator answered with `status`, or with anything when `status` is `None`.
+fn sim_requests(sim: &RunningSim, group: &str, status: Option<&str>) -> u64 {
+    let state = sim.state.state_json();
+    let counts = &state["requests"][group];
+    match status {
+        Some(s) => counts[s].as_u64().unwrap_or(0),
+        None => counts
+            .as_object()
+            .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum()),
+    }
+}
+
+#[tokio::test]
+async fn throttle_partial_fails_exactly_where_the_simulator_throttled() {
+    // Which requests get the 429 is chance; what the check makes of it is not: every run is
+    // held against the simulator's own record of the statuses it sent. The ends of the ratio
+    // are throttle (every request) and healthy (none).
+    use Status as S;
+    for (ratio, runs) in [("1", 1), ("0", 1), ("0.5", 12)] {
+        for _ in 0..runs {
+            let sim = start(&format!("throttle-partial?ratio={ratio}")).await;
+            let report = run(&config(&sim)).await;
+            let throttled = |group| sim_requests(&sim, group, Some("429")) > 0;
+            let token = throttled("token");
+            // The role group holds the role GET (with a token), then the token-less GET; the
+            // credentials are asked for only when the role GET was answered.
+            let role = !token && sim_requests(&sim, "credentials", None) == 0;
+            let creds = throttled("credentials");
+            let v1 = sim_requests(&sim, "role", Some("429")) - u64::from(role) == 1;
+            let (info, identity) = (throttled("info"), throttled("identity"));
+            sim.shutdown().await;
+            if ratio == "1" {
+                assert!(token && v1, "ratio 1 throttles every request");
+            }
+            if ratio == "0" {
+                assert!(!(token || role || creds || v1 || info || identity));
+            }
+            let creds_ok = !token && !role && !creds;
+            let pick = |cond: bool, yes: S, no: S| if cond { yes } else { no };
+            let want = [
+                (CheckId::ImdsToken, pick(token, S::Fail, S::Ok)),
+                (CheckId::ImdsV1, pick(v1, S::Skip, S::Warn)),
+                (
+                    CheckId::ImdsRole,
+                    pick(token, S::Skip, pick(role, S::Fail, S::Ok)),
+                ),
+                (
+                    CheckId::ImdsCredentials,
+                    pick(token || role, S::Skip, pick(creds, S::Fail, S::Ok)),
+                ),
+                (CheckId::ImdsExpiry, pick(creds_ok, S::Ok, S::Skip)),
+                (
+                    CheckId::ImdsInfo,
+                    pick(creds_ok, pick(info, S::Warn, S::Ok), S::Skip),
+                ),
+                (
+                    CheckId::ImdsIdentity,
+                    pick(token, S::Skip, pick(identity, S::Warn, S::Ok)),
+                ),
+            ];
+            for (id, status) in want {
+                let needles: &[&str] = match (id, status) {
+                    (CheckId::ImdsV1, S::Skip) => &["HTTP status 429"],
+                    (_, S::Fail | S::Warn) if id != CheckId::ImdsV1 => &["HTTP 429"],
+                    _ => &[],
+                };
+                expect(&report, id, status, needles);
+            }
+            let ids: Vec<CheckId> = want.iter().map(|w| w.0).collect();
+            others_ok(&report, &ids);
+            let want_verdict = if want.iter().any(|w| w.1 == S::Fail) {
+                Verdict::Fail
+            } else if want.iter().any(|w| w.1 == S::Warn) {
+                Verdict::Warn
+            } else {
+                Verdict::Ok
+            };
+            assert_eq!(report.verdict(false), want_verdict, "ratio {ratio}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn jitter_far_below_the_go_timeout_is_ok() {
+    // Log-normal delays, median 5 ms, p99 10 ms (sigma 0.30). The simulator's normal draws
+    // (Box-Muller on fastrand's 63-bit uniform) never pass 9.4 standard deviations but with
+    // probability 2^-63, so no answer is delayed beyond 5 ms * e^(0.30 * 9.4) = 82 ms.
+    let report = run_scenario("jitter?p50=5ms&p99=10ms").await;
+    assert_eq!(report.verdict(false), Verdict::Warn);
+    expect(
+        &report,
+        CheckId::ImdsLatency,
+        Status::Ok,
+        &["slowest answer"],
+    );
+    let secs = slowest_seconds(&get(&report, CheckId::ImdsLatency).value);
+    assert!(secs < 0.5, "{secs}");
+    // Like healthy: only IMDSv1 warns.
+    others_ok(&report, &[CheckId::ImdsV1]);
+}
+
+#[tokio::test]
+async fn jitter_entirely_above_the_sdk_timeout_fails_the_latency_check() {
+    // Median 1.3 s, p99 1.35 s (sigma 0.016): within 9.4 standard deviations every delay lies
+    // between 1.12 s and 1.52 s, beyond the SDKs' 1 s and inside this check's 3 s.
+    let sim = start("jitter?p50=1300ms&p99=1350ms").await;
+    let mut c = config(&sim);
+    c.imds_timeout = Duration::from_secs(3);
+    let report = run(&c).await;
+    sim.shutdown().await;
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    expect(
+        &report,
+        CheckId::ImdsLatency,
+        Status::Fail,
+        &["SDK timeout 1s, 1 attempt", "give up first"],
+    );
+    let secs = slowest_seconds(&get(&report, CheckId::ImdsLatency).value);
+    assert!((1.1..3.0).contains(&secs), "{secs}");
+    // Slow, but every request was answered.
+    for id in [
+        CheckId::ImdsToken,
+        CheckId::ImdsRole,
+        CheckId::ImdsCredentials,
+        CheckId::ImdsExpiry,
+    ] {
+        expect(&report, id, Status::Ok, &[]);
+    }
+}
+
+#[tokio::test]
+async fn rotate_late_is_judged_by_the_time_left_until_the_late_issue() {
+    // Right after the switch the credentials have their whole lifetime: a one-shot check sees
+    // what healthy gives (it cannot see rotation, only the time left).
+    let report = run_scenario("rotate-late").await;
+    expect(
+        &report,
+        CheckId::ImdsExpiry,
+        Status::Ok,
+        &["expires in 5h 59m"],
+    );
+
+    // Credentials 10 minutes from expiry, and new ones only 2 minutes before it: inside
+    // botocore's refresh window with nothing newer to fetch.
+    let sim = start("expiring?in=10m").await;
+    common::switch(&sim, "rotate-late?lead=2m").await;
+    let report = run(&config(&sim)).await;
+    let generation =
+        |sim: &RunningSim| sim.state.state_json()["credentials"]["generation"].as_u64();
+    assert_eq!(generation(&sim), Some(0), "not reissued yet");
+    expect(
+        &report,
+        CheckId::ImdsExpiry,
+        Status::Fail,
+        &["expires in 9m", "Less than 15 minutes"],
+    );
+    // With a lead longer than the 10 minutes left the late issue is due: fresh credentials.
+    common::switch(&sim, "rotate-late?lead=12m").await;
+    let report = run(&config(&sim)).await;
+    assert_eq!(generation(&sim), Some(1), "reissued");
+    sim.shutdown().await;
+    expect(
+        &report,
+        CheckId::ImdsExpiry,
+        Status::Ok,
+        &["expires in 5h 5", "issued 2m"],
     );
 }
 
@@ -728,6 +993,133 @@ async fn the_endpoint_variable_is_probed_when_no_flag_is_given() {
             "leftover",
         ],
     );
+}
+
+#[tokio::test]
+async fn an_endpoint_variable_the_check_cannot_probe_skips_the_imds_checks() {
+    // The simulator only answers NTP here: no IMDS request is made at all.
+    let sim = start("imdsv2-only").await;
+    for (value, endpoint_status, why, verdict) in [
+        ("not a url", Status::Fail, "it is not a URL", Verdict::Fail),
+        (
+            "https://127.0.0.1:9",
+            Status::Warn,
+            "plain http:// only",
+            Verdict::Warn,
+        ),
+        (
+            "http://127.0.0.1:9/latest",
+            Status::Warn,
+            "without a path",
+            Verdict::Warn,
+        ),
+    ] {
+        let mut c = config(&sim);
+        c.imds_endpoint = None;
+        c.env = vars(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", value)]);
+        let report = check::run(&c)
+            .await
+            .unwrap_or_else(|e| panic!("{value:?}: a finding, not a usage error: {e}"));
+        assert!(!report.imds_probed, "{value:?}");
+        let imds: Vec<CheckId> = CheckId::ALL
+            .into_iter()
+            .filter(|id| id.as_str().starts_with("imds."))
+            .collect();
+        for &id in &imds {
+            expect(
+                &report,
+                id,
+                Status::Skip,
+                &["not probed: AWS_EC2_METADATA_SERVICE_ENDPOINT"],
+            );
+        }
+        expect(&report, CheckId::ImdsReachable, Status::Skip, &[why]);
+        let needle = if endpoint_status == Status::Fail {
+            "InvalidIMDSEndpointError"
+        } else {
+            "not probed"
+        };
+        expect(
+            &report,
+            CheckId::SdkImdsEndpoint,
+            endpoint_status,
+            &[needle],
+        );
+        let mut except = imds;
+        except.push(CheckId::SdkImdsEndpoint);
+        others_ok(&report, &except);
+        assert_eq!(report.verdict(false), verdict, "{value:?}");
+        let human = check::report::human(&report, false, false);
+        assert!(
+            human.starts_with(
+                "imds_exporter check: IMDS not probed (AWS_EC2_METADATA_SERVICE_ENDPOINT="
+            ),
+            "{human}"
+        );
+    }
+    // The same value given as the flag is a usage error (exit 2).
+    let mut c = config(&sim);
+    c.imds_endpoint = Some("not a url".into());
+    let err = check::run(&c).await.unwrap_err();
+    sim.shutdown().await;
+    assert!(err.starts_with("--imds.endpoint \"not a url\""), "{err}");
+}
+
+#[tokio::test]
+async fn endpoint_user_information_is_never_printed() {
+    const SECRET: &str = "EndpointPw123";
+    let sim = start("imdsv2-only").await;
+    let with_user = format!("http://imdsuser:{SECRET}@{}", sim.addr);
+    // As the flag: probed (the prober ignores user information), shown as ***@.
+    let mut c = config(&sim);
+    c.imds_endpoint = Some(with_user.clone());
+    let flagged = run(&c).await;
+    // As the variable: probed too.
+    c.imds_endpoint = None;
+    c.env = vars(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &with_user)]);
+    let from_env = run(&c).await;
+    // As a variable the check cannot probe.
+    let https = format!("https://imdsuser:{SECRET}@{}", sim.addr);
+    c.env = vars(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &https)]);
+    let unprobed = run(&c).await;
+    // As a flag the check refuses: the error message.
+    c.imds_endpoint = Some(https);
+    let err = check::run(&c).await.unwrap_err();
+    sim.shutdown().await;
+
+    expect(
+        &flagged,
+        CheckId::ImdsReachable,
+        Status::Ok,
+        &["TCP connect to http://***@127.0.0.1:"],
+    );
+    expect(&from_env, CheckId::ImdsCredentials, Status::Ok, &[]);
+    expect(
+        &from_env,
+        CheckId::SdkImdsEndpoint,
+        Status::Warn,
+        &["AWS_EC2_METADATA_SERVICE_ENDPOINT=http://***@127.0.0.1:"],
+    );
+    expect(
+        &unprobed,
+        CheckId::SdkImdsEndpoint,
+        Status::Warn,
+        &[
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT=https://***@127.0.0.1:",
+            "not probed",
+        ],
+    );
+    for report in [&flagged, &from_env, &unprobed] {
+        let human = check::report::human(report, false, false);
+        let json = check::report::json(report, false);
+        assert!(human.contains("***@127.0.0.1:"), "{human}");
+        for text in [&human, &json] {
+            assert!(!text.contains(SECRET), "{text}");
+            assert!(!text.contains("imdsuser"), "{text}");
+        }
+    }
+    assert!(err.contains("https://***@127.0.0.1:"), "{err}");
+    assert!(!err.contains(SECRET) && !err.contains("imdsuser"), "{err}");
 }
 
 #[test]
@@ -1079,6 +1471,7 @@ async fn the_json_output_follows_the_documented_schema() {
             "checks",
             "counts",
             "imds_endpoint",
+            "imds_probed",
             "ntp_servers",
             "strict",
             "verdict",
@@ -1090,6 +1483,7 @@ async fn the_json_output_follows_the_documented_schema() {
         assert_eq!(keys_sorted, want);
         assert_eq!(doc["version"], 1);
         assert_eq!(doc["strict"], strict);
+        assert_eq!(doc["imds_probed"], true);
         assert_eq!(doc["verdict"], report.verdict(strict).as_str());
         assert!(
             doc["imds_endpoint"]
@@ -1228,6 +1622,56 @@ async fn the_binary_exits_1_when_sdks_are_told_not_to_use_imds() {
     sim.shutdown().await;
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("AWS_EC2_METADATA_DISABLED=true"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_exits_1_not_2_for_an_endpoint_variable_it_cannot_probe() {
+    // No --imds.endpoint and an unusable variable: nothing is probed, NTP goes to the simulator.
+    let sim = start("imdsv2-only").await;
+    let home = TempDir::new("bin-env-endpoint");
+    let ntp = ntp_server(&sim);
+    let env = [("AWS_EC2_METADATA_SERVICE_ENDPOINT", "not a url")];
+    let json = binary(
+        &["--ntp.server", &ntp, "--output", "json"],
+        &env,
+        home.path(),
+    )
+    .await;
+    let human = binary(&["--ntp.server", &ntp, "--no-color"], &env, home.path()).await;
+    sim.shutdown().await;
+    for out in [&json, &human] {
+        assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+        assert!(!out.stderr.contains("--imds.endpoint"), "{}", out.stderr);
+    }
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect(&json.stdout);
+    assert_eq!(doc["verdict"], "fail");
+    assert_eq!(doc["imds_probed"], false);
+    for c in doc["checks"].as_array().unwrap() {
+        let id = c["id"].as_str().unwrap();
+        let value = c["value"].as_str().unwrap();
+        if id.starts_with("imds.") {
+            assert_eq!(c["status"], "skip", "{c}");
+            assert!(value.contains("AWS_EC2_METADATA_SERVICE_ENDPOINT"), "{c}");
+        }
+        if id == "sdk.imds_endpoint" {
+            assert_eq!(c["status"], "fail", "{c}");
+            assert_eq!(value, "AWS_EC2_METADATA_SERVICE_ENDPOINT=\"not a url\"");
+            assert!(
+                c["cause"]
+                    .as_str()
+                    .unwrap()
+                    .contains("InvalidIMDSEndpointError")
+            );
+        }
+    }
+    assert!(
+        human.stdout.starts_with(
+            "imds_exporter check: IMDS not probed (AWS_EC2_METADATA_SERVICE_ENDPOINT=\"not a url\")"
+        ),
+        "{}",
+        human.stdout
+    );
+    assert!(human.stdout.contains("exit code 1"), "{}", human.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread")]

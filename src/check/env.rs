@@ -9,7 +9,8 @@
 //! Pure: the variables and the home directory are arguments ([`EnvView`]); only the shared
 //! config and credentials files are read, from the paths they name. Secrets never travel: the
 //! INI reader keeps key *names* (and `credential_source`, a closed set of words), never values;
-//! variables holding secrets are reported by name only; a proxy URL loses its user information.
+//! variables holding secrets are reported by name only; a URL (a proxy, an IMDS endpoint) loses its
+//! user information.
 //!
 //! The chain order is botocore's (`botocore/credentials.py`, `create_credential_resolver`):
 //! environment, assume-role profile, web identity, SSO, shared credentials file,
@@ -83,6 +84,19 @@ pub fn resolve_imds_endpoint(flag: Option<&str>, env: &EnvView) -> String {
     }
 }
 
+/// Why this check cannot probe `endpoint` (an `AWS_EC2_METADATA_SERVICE_ENDPOINT` value the
+/// exporter's prober refuses: it speaks plain `http://` to a base URL without a path).
+pub fn why_not_probed(endpoint: &str) -> &'static str {
+    match reqwest::Url::parse(endpoint.trim().trim_end_matches('/')) {
+        Err(_) => "it is not a URL",
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => "it names no host",
+        Ok(u) if u.scheme() == "https" => "this check speaks plain http:// only, not https://",
+        Ok(u) if u.scheme() != "http" => "it is not an http:// URL",
+        Ok(u) if u.path() != "/" => "this check probes only a base URL without a path",
+        Ok(_) => "the exporter's prober refuses it",
+    }
+}
+
 /// A numeric setting as botocore reads it: `int(value)`.
 #[derive(Debug, Clone, PartialEq)]
 enum IntSetting {
@@ -139,6 +153,32 @@ impl SdkSettings {
             attempts_setting,
         }
     }
+
+    /// `AWS_METADATA_SERVICE_TIMEOUT`, when it set [`Self::timeout`].
+    pub fn timeout_var(&self) -> Option<String> {
+        match self.timeout_setting {
+            IntSetting::Valid(n) if n >= 1 => Some(format!("AWS_METADATA_SERVICE_TIMEOUT={n}")),
+            _ => None,
+        }
+    }
+
+    /// `AWS_METADATA_SERVICE_NUM_ATTEMPTS`, when it set [`Self::attempts`].
+    pub fn attempts_var(&self) -> Option<String> {
+        match self.attempts_setting {
+            IntSetting::Valid(n) if n >= 1 => {
+                Some(format!("AWS_METADATA_SERVICE_NUM_ATTEMPTS={n}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// botocore's attempts for people: `1 attempt`, `3 attempts`.
+    pub fn attempts_text(&self) -> String {
+        match self.attempts {
+            1 => "1 attempt".into(),
+            n => format!("{n} attempts"),
+        }
+    }
 }
 
 impl Default for SdkSettings {
@@ -154,18 +194,19 @@ impl Default for SdkSettings {
     }
 }
 
-/// The SDK-environment checks, in report order.
+/// The SDK-environment checks, in report order. `probed` is the endpoint this check probed (for
+/// display, user information redacted), `None` when the one from the environment could not be.
 pub fn evaluate(
     env: &EnvView,
     endpoint_flag: Option<&str>,
-    endpoint: &str,
+    probed: Option<&str>,
     sdk: &SdkSettings,
 ) -> Vec<Check> {
     let chain = credential_chain(env, sdk.imds_disabled);
     vec![
         imds_disabled_check(env, &chain),
         v1_disabled_check(env),
-        endpoint_check(env, endpoint_flag, endpoint),
+        endpoint_check(env, endpoint_flag, probed),
         timeout_check(sdk),
         proxy_check(env),
         credential_source_check(&chain),
@@ -230,13 +271,13 @@ fn v1_disabled_check(env: &EnvView) -> Check {
     }
 }
 
-fn endpoint_check(env: &EnvView, flag: Option<&str>, probed: &str) -> Check {
+fn endpoint_check(env: &EnvView, flag: Option<&str>, probed: Option<&str>) -> Check {
     const ID: CheckId = CheckId::SdkImdsEndpoint;
     let endpoint = env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT");
     let mode = env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
-    let probed_other = match flag {
-        Some(_) => format!(" (this check probed --imds.endpoint {probed} instead)"),
-        None => String::new(),
+    let probed_other = match (flag, probed) {
+        (Some(_), Some(probed)) => format!(" (this check probed --imds.endpoint {probed} instead)"),
+        _ => String::new(),
     };
     if let Some(e) = endpoint {
         let e = e.trim();
@@ -246,7 +287,7 @@ fn endpoint_check(env: &EnvView, flag: Option<&str>, probed: &str) -> Check {
         if !valid {
             return Check::fail(
                 ID,
-                format!("AWS_EC2_METADATA_SERVICE_ENDPOINT={:?}", short(e)),
+                format!("AWS_EC2_METADATA_SERVICE_ENDPOINT={:?}", redact_url(e)),
             )
             .cause(
                 "Not a URL: botocore raises InvalidIMDSEndpointError when it builds the \
@@ -254,17 +295,27 @@ fn endpoint_check(env: &EnvView, flag: Option<&str>, probed: &str) -> Check {
             )
             .fix("$ unset AWS_EC2_METADATA_SERVICE_ENDPOINT");
         }
+        let shown = redact_url(e);
         if e.trim_end_matches('/') == DEFAULT_IMDS_ENDPOINT
             || e.trim_end_matches('/') == IMDS_IPV6_ENDPOINT
         {
             return Check::ok(
                 ID,
-                format!("AWS_EC2_METADATA_SERVICE_ENDPOINT={e}: the standard endpoint"),
+                format!("AWS_EC2_METADATA_SERVICE_ENDPOINT={shown}: the standard endpoint"),
             );
         }
+        let not_probed = match probed {
+            Some(_) => String::new(),
+            None => format!(
+                "; not probed: {} (the IMDS checks are skipped; --imds.endpoint probes another)",
+                why_not_probed(e)
+            ),
+        };
         return Check::warn(
             ID,
-            format!("AWS_EC2_METADATA_SERVICE_ENDPOINT={e}: SDKs send IMDS requests there{probed_other}"),
+            format!(
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT={shown}: SDKs send IMDS requests there{probed_other}{not_probed}"
+            ),
         )
         .cause(
             "The variable replaces 169.254.169.254 for every SDK in this environment. It is meant \
@@ -488,19 +539,19 @@ fn cidr_contains(net: std::net::IpAddr, bits: u8, ip: std::net::IpAddr) -> bool 
     }
 }
 
-/// A proxy URL fit to print: user information (`user:password@`) replaced by `***@`.
-pub fn redact_proxy(value: &str) -> String {
+/// A URL (a proxy, an IMDS endpoint) fit to print: user information (`user:password@`)
+/// replaced by `***@`. Everything after the scheme up to the last `@` goes, so a password with
+/// an unescaped `/` or `@` (not a valid URL, but a value someone typed) is not shown either.
+pub fn redact_url(value: &str) -> String {
     let (scheme, rest) = match value.split_once("://") {
         Some((s, r)) => (format!("{s}://"), r),
         None => (String::new(), value),
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => format!("***@{}", &authority[at + 1..]),
-        None => authority.to_string(),
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("***@{}", &rest[at + 1..]),
+        None => rest.to_string(),
     };
-    short(&format!("{scheme}{authority}{path}"))
+    short(&format!("{scheme}{rest}"))
 }
 
 /// Whether the SDKs in this environment would send IMDS requests to an http(s) proxy. Judged
@@ -562,7 +613,7 @@ fn proxy_check(env: &EnvView) -> Check {
     // Go never proxies loopback, whatever NO_PROXY says, so the list is consulted even when empty.
     let go_proxied = go_proxy.is_some() && !go_bypasses(go_no.map_or("", |v| v.1), &host, port);
 
-    let show = |v: Option<Var>| v.map(|(n, val)| format!("{n}={}", redact_proxy(val)));
+    let show = |v: Option<Var>| v.map(|(n, val)| format!("{n}={}", redact_url(val)));
     let show_no = |v: Option<Var>| v.map(|(n, val)| format!("{n}={}", short(val)));
     let mut settings: Vec<String> = Vec::new();
     for s in [
@@ -583,7 +634,7 @@ fn proxy_check(env: &EnvView) -> Check {
         return Check::ok(
             ID,
             if other_only {
-                let endpoint = redact_proxy(&endpoint);
+                let endpoint = redact_url(&endpoint);
                 format!(
                     "no {scheme} proxy ({other_upper} is set, but SDKs reach IMDS at {endpoint}, \
                      plain {scheme}, so it does not apply)"
@@ -1149,16 +1200,19 @@ mod tests {
     }
 
     #[test]
-    fn proxy_user_information_is_redacted() {
+    fn url_user_information_is_redacted() {
         assert_eq!(
-            redact_proxy("http://user:hunter2@proxy:3128"),
+            redact_url("http://user:hunter2@proxy:3128"),
             "http://***@proxy:3128"
         );
-        assert_eq!(redact_proxy("proxy:3128"), "proxy:3128");
+        assert_eq!(redact_url("proxy:3128"), "proxy:3128");
         assert_eq!(
-            redact_proxy("http://a@b@proxy:3128/x"),
+            redact_url("http://a@b@proxy:3128/x"),
             "http://***@proxy:3128/x"
         );
+        assert_eq!(redact_url("http://u:pa/ss@host:80"), "http://***@host:80");
+        assert_eq!(redact_url("u:p@127.0.0.1:1338"), "***@127.0.0.1:1338");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 
     #[test]
@@ -1222,7 +1276,7 @@ mod tests {
         evaluate(
             &view,
             Some(probed),
-            &endpoint,
+            Some(&endpoint),
             &SdkSettings::from_env(&view),
         )
         .into_iter()

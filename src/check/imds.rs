@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::env::SdkSettings;
+use super::env::{SdkSettings, why_not_probed};
 use super::{Check, CheckId, ConnectFailure, ImdsObservation, fmt_deadline, fmt_latency, fmt_span};
 use crate::probe::Phase;
 use crate::probe::credentials::ParseError;
@@ -28,7 +28,6 @@ pub const GO_HEADER_TIMEOUT: Duration = Duration::from_millis(500);
 
 const TOKEN: &str = "PUT /latest/api/token";
 const ROLE: &str = "GET /latest/meta-data/iam/security-credentials/";
-const CREDS: &str = "GET /latest/meta-data/iam/security-credentials/<role>";
 const INFO: &str = "GET /latest/meta-data/iam/info";
 const IDENTITY: &str = "GET /latest/dynamic/instance-identity/document";
 
@@ -43,13 +42,47 @@ pub fn evaluate(
         reachable(obs),
         token(obs, sdk),
         v1(obs),
-        role(obs),
-        credentials(obs),
+        role(obs, sdk),
+        credentials(obs, sdk),
         expiry(obs, now, ntp_offset),
         latency(obs, sdk),
-        info(obs),
-        identity(obs),
+        info(obs, sdk),
+        identity(obs, sdk),
     ]
+}
+
+/// The IMDS checks when `AWS_EC2_METADATA_SERVICE_ENDPOINT` (no `--imds.endpoint` given) names
+/// an endpoint this check cannot probe: all skipped, with the reason; `sdk.imds_endpoint` judges
+/// the variable itself.
+pub fn not_probed(endpoint: &str) -> Vec<Check> {
+    let reason = format!(
+        "not probed: AWS_EC2_METADATA_SERVICE_ENDPOINT={:?}: {} (see sdk.imds_endpoint; \
+         --imds.endpoint probes another)",
+        super::env::redact_url(endpoint),
+        why_not_probed(endpoint)
+    );
+    let rest = "not probed: AWS_EC2_METADATA_SERVICE_ENDPOINT is not an endpoint this check can \
+                probe (see imds.reachable)";
+    CheckId::ALL[..9]
+        .iter()
+        .map(|&id| {
+            let value = if id == CheckId::ImdsReachable {
+                reason.as_str()
+            } else {
+                rest
+            };
+            Check::skip(id, value)
+        })
+        .collect()
+}
+
+/// The role name for values and commands: from the role list, else a placeholder.
+fn role_name(obs: &ImdsObservation) -> &str {
+    match (&obs.role, &obs.run.outcome) {
+        (Some(role), _) => role,
+        (None, Some(Ok((role, _)))) => role,
+        _ => "<role>",
+    }
 }
 
 fn phase(obs: &ImdsObservation, phase: Phase) -> Option<&PhaseResult> {
@@ -109,6 +142,7 @@ fn reachable(obs: &ImdsObservation) -> Check {
 /// phase explains itself.
 fn request_failure(
     obs: &ImdsObservation,
+    sdk: &SdkSettings,
     what: &str,
     err: &RequestError,
 ) -> (String, String, String) {
@@ -151,9 +185,19 @@ fn request_failure(
         ),
         RequestError::Status(s @ 500..=599) => (
             format!("{what}: HTTP {s}"),
-            "IMDS answered with a server error. botocore makes one attempt and gives up; the Rust \
-             SDK and Java v2 retry. Usually brief."
-                .into(),
+            match sdk.attempts_var() {
+                Some(var) if sdk.attempts > 1 => format!(
+                    "IMDS answered with a server error. botocore makes {} ({var}), the Rust SDK \
+                     and Java v2 retry too, so a brief error costs a retry; one that outlasts the \
+                     attempts leaves SDKs without credentials. Usually brief.",
+                    sdk.attempts_text()
+                ),
+                var => format!(
+                    "IMDS answered with a server error. botocore makes one attempt ({}) and \
+                     gives up; the Rust SDK and Java v2 retry. Usually brief.",
+                    var.unwrap_or_else(|| "AWS_METADATA_SERVICE_NUM_ATTEMPTS not set".into())
+                ),
+            },
             "Run the check again; if it persists for minutes, stop and start the instance. The \
              exporter's imds_request_failures_total{reason=\"server_error\"} shows how often."
                 .into(),
@@ -288,7 +332,7 @@ fn token(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
             ))
             .fix("Check what answers at the endpoint (see sdk.imds_endpoint and sdk.proxy), and replace or update the metadata proxy.");
     }
-    failed(ID, request_failure(obs, TOKEN, err))
+    failed(ID, request_failure(obs, sdk, TOKEN, err))
 }
 
 fn v1(obs: &ImdsObservation) -> Check {
@@ -335,7 +379,7 @@ fn no_token(obs: &ImdsObservation) -> bool {
     phase(obs, Phase::Token).is_none_or(|p| p.error.is_some())
 }
 
-fn role(obs: &ImdsObservation) -> Check {
+fn role(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
     const ID: CheckId = CheckId::ImdsRole;
     if no_token(obs) {
         return Check::skip(ID, "not checked: no IMDSv2 token");
@@ -345,9 +389,9 @@ fn role(obs: &ImdsObservation) -> Check {
     };
     match &p.error {
         None => {
-            let name = match &obs.run.outcome {
-                Some(Ok((role, _))) => role.as_str(),
-                _ => "a role",
+            let name = match role_name(obs) {
+                "<role>" => "a role",
+                name => name,
             };
             Check::ok(ID, format!("{name} (in {})", fmt_latency(p.duration)))
         }
@@ -369,11 +413,11 @@ fn role(obs: &ImdsObservation) -> Check {
                 .cause("IMDS listed no usable role name: the instance profile is being changed, or something rewrites the answer.")
                 .fix("Run the check again; if it persists, re-associate the instance profile.")
         }
-        Some(e) => failed(ID, request_failure(obs, ROLE, e)),
+        Some(e) => failed(ID, request_failure(obs, sdk, ROLE, e)),
     }
 }
 
-fn credentials(obs: &ImdsObservation) -> Check {
+fn credentials(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
     const ID: CheckId = CheckId::ImdsCredentials;
     let role_ok = phase(obs, Phase::Role).is_some_and(|p| p.error.is_none());
     if no_token(obs) || !role_ok {
@@ -391,7 +435,7 @@ fn credentials(obs: &ImdsObservation) -> Check {
             ),
         ),
         Some(RequestError::Parse(ParseError::CodeNotSuccess { code })) => {
-            let role = "<role>";
+            let role = role_name(obs);
             let cause = if code == "AssumeRoleUnauthorizedAccess" {
                 "EC2 could not assume the instance profile's role: its trust policy does not let \
                  ec2.amazonaws.com call sts:AssumeRole, or the role was deleted and re-created \
@@ -415,7 +459,10 @@ fn credentials(obs: &ImdsObservation) -> Check {
                     instance_id(obs)
                 ))
         }
-        Some(e) => failed(ID, request_failure(obs, CREDS, e)),
+        Some(e) => failed(
+            ID,
+            request_failure(obs, sdk, &format!("{ROLE}{}", role_name(obs)), e),
+        ),
     }
 }
 
@@ -519,26 +566,53 @@ fn latency(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
     };
     let limit = sdk.timeout;
     let value = format!(
-        "slowest answer {} ({}); SDK timeout {}",
+        "slowest answer {} ({}); SDK timeout {}, {}",
         fmt_latency(p.duration),
         p.phase.as_str(),
-        fmt_deadline(limit)
+        fmt_deadline(limit),
+        sdk.attempts_text()
     );
     if p.duration > limit {
-        let default = limit == super::env::DEFAULT_SDK_TIMEOUT;
+        let vars: Vec<String> = [sdk.timeout_var(), sdk.attempts_var()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut settings = format!("{} s per attempt, {}", limit.as_secs(), sdk.attempts_text());
+        if !vars.is_empty() {
+            settings.push_str(&format!("; set by {}", vars.join(" and ")));
+        }
+        let retries = if sdk.attempts > 1 {
+            " botocore's further attempts help only if a later answer comes sooner."
+        } else {
+            ""
+        };
+        // Room above the slowest answer: whole seconds, as botocore reads the variable.
+        let longer = p.duration.as_secs_f64().ceil() as u64 + 1;
+        const SUGGESTED_ATTEMPTS: u32 = 3;
+        let stopgap = if sdk.attempts < SUGGESTED_ATTEMPTS {
+            format!(
+                "As a stopgap for botocore, wait longer than the slowest answer and retry:\n$ \
+                 export AWS_METADATA_SERVICE_TIMEOUT={longer} \
+                 AWS_METADATA_SERVICE_NUM_ATTEMPTS={SUGGESTED_ATTEMPTS}"
+            )
+        } else {
+            format!(
+                "As a stopgap for botocore, wait longer than the slowest answer (with {} it \
+                 already retries; more attempts do not help when each gives up too early):\n$ \
+                 export AWS_METADATA_SERVICE_TIMEOUT={longer}",
+                sdk.attempts_text()
+            )
+        };
         return Check::fail(ID, value)
             .cause(format!(
-                "IMDS answers, but slower than the SDKs wait: botocore and the AWS CLI ({} s, 1 \
-                 attempt{}), the Rust SDK and Java v2 (1 s) give up first and get no credentials; a \
-                 botocore client created now stays without them.",
-                limit.as_secs(),
-                if default { "" } else { ", from AWS_METADATA_SERVICE_TIMEOUT" }
+                "IMDS answers, but slower than the SDKs wait: botocore and the AWS CLI ({settings}), \
+                 the Rust SDK and Java v2 (1 s) give up first and get no credentials; \
+                 a botocore client created now stays without them.{retries}"
             ))
-            .fix(
+            .fix(format!(
                 "Find what slows IMDS: the link-local packet budget (see network.linklocal), a \
-                 CPU-starved node, an interceptor. As a stopgap for botocore:\n$ export \
-                 AWS_METADATA_SERVICE_TIMEOUT=3 AWS_METADATA_SERVICE_NUM_ATTEMPTS=3",
-            );
+                 CPU-starved node, an interceptor. {stopgap}"
+            ));
     }
     if p.duration > GO_HEADER_TIMEOUT {
         return Check::warn(ID, value)
@@ -551,7 +625,7 @@ fn latency(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
     Check::ok(ID, value)
 }
 
-fn info(obs: &ImdsObservation) -> Check {
+fn info(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
     const ID: CheckId = CheckId::ImdsInfo;
     match phase(obs, Phase::Info) {
         None => Check::skip(ID, "not checked: read only once the credentials succeed"),
@@ -560,7 +634,7 @@ fn info(obs: &ImdsObservation) -> Check {
             None => Check::ok(ID, "answered"),
         },
         Some(PhaseResult { error: Some(e), .. }) => {
-            let (value, cause, _) = request_failure(obs, INFO, e);
+            let (value, cause, _) = request_failure(obs, sdk, INFO, e);
             Check::warn(ID, value)
                 .cause(format!(
                     "{cause} This document (the instance profile's ARN) is not needed for \
@@ -571,7 +645,7 @@ fn info(obs: &ImdsObservation) -> Check {
     }
 }
 
-fn identity(obs: &ImdsObservation) -> Check {
+fn identity(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
     const ID: CheckId = CheckId::ImdsIdentity;
     match phase(obs, Phase::Identity) {
         None => Check::skip(ID, "not checked: no IMDSv2 token"),
@@ -586,7 +660,7 @@ fn identity(obs: &ImdsObservation) -> Check {
             None => Check::ok(ID, "answered"),
         },
         Some(PhaseResult { error: Some(e), .. }) => {
-            let (value, cause, _) = request_failure(obs, IDENTITY, e);
+            let (value, cause, _) = request_failure(obs, sdk, IDENTITY, e);
             Check::warn(ID, value)
                 .cause(format!(
                     "{cause} SDKs read the region from this document when AWS_REGION is not set, \
@@ -643,6 +717,7 @@ mod tests {
                 v1_enabled: Some(false),
                 ..ImdsRun::default()
             },
+            role: Some("r".into()),
             instance_id: Some("i-0abc".into()),
         }
     }
@@ -652,6 +727,21 @@ mod tests {
             .into_iter()
             .find(|c| c.id == id)
             .unwrap()
+    }
+
+    fn check_with(obs: &ImdsObservation, id: CheckId, sdk: &SdkSettings) -> Check {
+        evaluate(obs, sdk, now(), None)
+            .into_iter()
+            .find(|c| c.id == id)
+            .unwrap()
+    }
+
+    fn sdk(pairs: &[(&str, &str)]) -> SdkSettings {
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        SdkSettings::from_env(&super::super::env::EnvView::new(&vars, None))
     }
 
     #[test]
@@ -742,5 +832,98 @@ mod tests {
                 "{slowest:?}"
             );
         }
+    }
+    #[test]
+    fn latency_advice_follows_the_sdk_attempts_and_timeout() {
+        let mut obs = healthy(6 * 3600);
+        obs.run.phases[2].duration = ms(1500);
+        // Defaults: one attempt of 1 s; the stopgap raises both.
+        let c = check_with(&obs, CheckId::ImdsLatency, &SdkSettings::default());
+        assert!(
+            c.value.ends_with("SDK timeout 1s, 1 attempt"),
+            "{}",
+            c.value
+        );
+        let cause = c.cause.unwrap();
+        assert!(cause.contains("(1 s per attempt, 1 attempt)"), "{cause}");
+        assert!(c.fix.unwrap().contains(
+            "$ export AWS_METADATA_SERVICE_TIMEOUT=3 AWS_METADATA_SERVICE_NUM_ATTEMPTS=3"
+        ));
+        // Three attempts already: said, and only the timeout is suggested.
+        let three = sdk(&[("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "3")]);
+        let c = check_with(&obs, CheckId::ImdsLatency, &three);
+        assert!(
+            c.value.ends_with("SDK timeout 1s, 3 attempts"),
+            "{}",
+            c.value
+        );
+        let cause = c.cause.unwrap();
+        assert!(
+            cause.contains(
+                "(1 s per attempt, 3 attempts; set by AWS_METADATA_SERVICE_NUM_ATTEMPTS=3)"
+            ),
+            "{cause}"
+        );
+        assert!(cause.contains("further attempts"), "{cause}");
+        let fix = c.fix.unwrap();
+        let command = fix.lines().find(|l| l.starts_with("$ ")).unwrap();
+        assert_eq!(command, "$ export AWS_METADATA_SERVICE_TIMEOUT=3", "{fix}");
+        assert!(fix.contains("with 3 attempts it already retries"), "{fix}");
+    }
+
+    #[test]
+    fn server_errors_say_how_many_attempts_botocore_makes() {
+        let mut obs = healthy(6 * 3600);
+        obs.run.phases = vec![p(Phase::Token, ms(1), Some(RequestError::Status(503)))];
+        obs.run.outcome = None;
+        let c = check_with(&obs, CheckId::ImdsToken, &SdkSettings::default());
+        let cause = c.cause.unwrap();
+        assert!(
+            cause.contains("one attempt (AWS_METADATA_SERVICE_NUM_ATTEMPTS not set)"),
+            "{cause}"
+        );
+        let two = sdk(&[("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "2")]);
+        let cause = check_with(&obs, CheckId::ImdsToken, &two).cause.unwrap();
+        assert!(
+            cause.contains("makes 2 attempts (AWS_METADATA_SERVICE_NUM_ATTEMPTS=2)"),
+            "{cause}"
+        );
+        assert!(!cause.contains("one attempt"), "{cause}");
+    }
+
+    #[test]
+    fn the_role_name_survives_a_failed_credentials_document() {
+        let mut obs = healthy(6 * 3600);
+        obs.role = Some("app-role".into());
+        obs.run.outcome = Some(Err(crate::probe::Reason::InvalidResponse));
+        obs.run.phases[2].error = Some(RequestError::Parse(ParseError::CodeNotSuccess {
+            code: "AssumeRoleUnauthorizedAccess".into(),
+        }));
+        let role = check(&obs, CheckId::ImdsRole, None);
+        assert!(role.value.starts_with("app-role (in "), "{}", role.value);
+        let fix = check(&obs, CheckId::ImdsCredentials, None).fix.unwrap();
+        assert!(fix.contains("--role-name app-role "), "{fix}");
+        assert!(!fix.contains("<role>"), "{fix}");
+    }
+
+    #[test]
+    fn an_endpoint_that_cannot_be_probed_skips_every_imds_check() {
+        let checks = not_probed("https://u:pw@imds.internal");
+        let ids: Vec<CheckId> = checks.iter().map(|c| c.id).collect();
+        assert_eq!(ids, CheckId::ALL[..9].to_vec());
+        for c in &checks {
+            assert_eq!(c.status, super::super::Status::Skip, "{}", c.id.as_str());
+            assert!(
+                c.value.contains("AWS_EC2_METADATA_SERVICE_ENDPOINT"),
+                "{}",
+                c.value
+            );
+            assert!(!c.value.contains("pw"), "{}", c.value);
+        }
+        assert!(
+            checks[0].value.contains("plain http:// only"),
+            "{}",
+            checks[0].value
+        );
     }
 }

@@ -236,8 +236,12 @@ impl Verdict {
 /// Everything one check run found.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// The IMDS endpoint probed.
+    /// The IMDS endpoint probed (or, when `imds_probed` is false, the one from
+    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT` that could not be), user information shown as `***@`.
     pub imds_endpoint: String,
+    /// Whether IMDS was probed: false when the endpoint from the environment is not one this
+    /// check can probe (not a plain `http://` URL without a path).
+    pub imds_probed: bool,
     /// The NTP servers queried, host:port.
     pub ntp_servers: Vec<String>,
     /// One entry per [`CheckId`], in [`CheckId::ALL`] order.
@@ -383,7 +387,9 @@ impl CheckConfig {
 }
 
 /// Runs every probe once and evaluates everything. `Err` means the check could not run at all
-/// (a bad flag value); everything that goes wrong on the node is a check in the report.
+/// (a bad flag value); everything that goes wrong on the node is a check in the report,
+/// including an endpoint from the environment that this check cannot probe (the IMDS checks are
+/// then skipped and `sdk.imds_endpoint` says what SDKs make of it).
 pub async fn run(config: &CheckConfig) -> Result<Report, String> {
     if config.imds_timeout.is_zero() {
         return Err("--imds.timeout must be greater than 0".into());
@@ -392,24 +398,51 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
         return Err("--ntp.timeout must be greater than 0".into());
     }
     let env_view = env::EnvView::new(&config.env, config.home.as_deref());
-    let endpoint = env::resolve_imds_endpoint(config.imds_endpoint.as_deref(), &env_view);
-    let mut prober = ImdsProber::new(ImdsConfig {
+    let flag = config
+        .imds_endpoint
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty());
+    let endpoint = env::resolve_imds_endpoint(flag, &env_view);
+    let prober = ImdsProber::new(ImdsConfig {
         endpoint: endpoint.clone(),
         timeout: config.imds_timeout,
         token_ttl_seconds: CHECK_TOKEN_TTL_SECONDS,
-    })
-    .map_err(|e| e.to_string())?;
-    let endpoint = prober.config().endpoint.clone();
+    });
+    let mut prober = match (prober, flag) {
+        (Ok(p), _) => Some(p),
+        (Err(_), Some(flag)) => {
+            return Err(format!(
+                "--imds.endpoint {:?} must be an http:// URL without a path, such as {}",
+                env::redact_url(flag),
+                crate::cli::DEFAULT_IMDS_ENDPOINT
+            ));
+        }
+        // Without the flag the endpoint came from AWS_EC2_METADATA_SERVICE_ENDPOINT (the
+        // defaults are always usable): what SDKs make of it is a finding, not a usage error.
+        (Err(_), None) => None,
+    };
+    let endpoint = prober
+        .as_ref()
+        .map_or(endpoint, |p| p.config().endpoint.clone());
+    // Printed in the header, the IMDS lines and the JSON: never with user information.
+    let shown_endpoint = env::redact_url(&endpoint);
     let servers = config.ntp_servers();
     for s in &servers {
         crate::probe::ntp::validate_server_name(s, config.ntp_allow_public)
             .map_err(|e| format!("--ntp.server: {e}"))?;
     }
 
-    let (imds_obs, ntp_obs) = tokio::join!(
-        observe_imds(&mut prober, &endpoint, config.imds_timeout),
-        observe_ntp(&servers, config.ntp_timeout)
-    );
+    let (imds_obs, ntp_obs) = match &mut prober {
+        Some(prober) => {
+            let (imds, ntp) = tokio::join!(
+                observe_imds(prober, &endpoint, &shown_endpoint, config.imds_timeout),
+                observe_ntp(&servers, config.ntp_timeout)
+            );
+            (Some(imds), ntp)
+        }
+        None => (None, observe_ntp(&servers, config.ntp_timeout).await),
+    };
     let node_reading = match &config.node {
         NodeSource::Host => read_host_node(),
         NodeSource::Fixed(r) => r.clone(),
@@ -418,14 +451,17 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
     let now = Utc::now();
     let sdk = env::SdkSettings::from_env(&env_view);
     let offset = node::ntp_offset(&ntp_obs);
-    let mut checks = imds::evaluate(&imds_obs, &sdk, now, offset);
+    let mut checks = match &imds_obs {
+        Some(obs) => imds::evaluate(obs, &sdk, now, offset),
+        None => imds::not_probed(&endpoint),
+    };
     checks.push(node::ntp_check(&ntp_obs));
     checks.push(node::kernel_check(&node_reading.kernel_clock));
     checks.push(node::linklocal_check(&node_reading.linklocal));
     checks.extend(env::evaluate(
         &env_view,
-        config.imds_endpoint.as_deref(),
-        &endpoint,
+        flag,
+        imds_obs.is_some().then_some(shown_endpoint.as_str()),
         &sdk,
     ));
     debug_assert_eq!(
@@ -433,7 +469,8 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
         CheckId::ALL.to_vec()
     );
     Ok(Report {
-        imds_endpoint: endpoint,
+        imds_endpoint: shown_endpoint,
+        imds_probed: imds_obs.is_some(),
         ntp_servers: servers,
         checks,
     })
@@ -468,12 +505,15 @@ pub enum ConnectFailure {
 /// What the IMDS side of one check run saw.
 #[derive(Debug)]
 pub struct ImdsObservation {
+    /// The endpoint, for display: user information shown as `***@`.
     pub endpoint: String,
     /// The deadline of each request.
     pub deadline: Duration,
     /// Time to open a TCP connection to the endpoint (resolution excluded).
     pub connect: Result<Duration, ConnectFailure>,
     pub run: crate::probe::imds::ImdsRun,
+    /// The role the role list named, also when its credentials then failed.
+    pub role: Option<String>,
     /// For the fixes' commands: from the identity document, or from a token-less GET when only
     /// IMDSv1 answers (the hop-limit case).
     pub instance_id: Option<String>,
@@ -482,6 +522,7 @@ pub struct ImdsObservation {
 async fn observe_imds(
     prober: &mut ImdsProber,
     endpoint: &str,
+    shown_endpoint: &str,
     deadline: Duration,
 ) -> ImdsObservation {
     let connect = tcp_connect(endpoint, deadline).await;
@@ -491,10 +532,11 @@ async fn observe_imds(
         instance_id = instance_id_without_token(endpoint, deadline).await;
     }
     ImdsObservation {
-        endpoint: endpoint.to_string(),
+        endpoint: shown_endpoint.to_string(),
         deadline,
         connect,
         run,
+        role: prober.listed_role().map(str::to_string),
         instance_id,
     }
 }
@@ -662,6 +704,7 @@ mod tests {
     fn report(statuses: &[Status]) -> Report {
         Report {
             imds_endpoint: String::new(),
+            imds_probed: true,
             ntp_servers: vec![],
             checks: statuses
                 .iter()

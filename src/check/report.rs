@@ -21,6 +21,7 @@ struct JsonReport<'a> {
     verdict: Verdict,
     strict: bool,
     imds_endpoint: &'a str,
+    imds_probed: bool,
     ntp_servers: &'a [String],
     counts: Counts,
     checks: Vec<JsonCheck<'a>>,
@@ -43,6 +44,7 @@ pub fn json(report: &Report, strict: bool) -> String {
         verdict: report.verdict(strict),
         strict,
         imds_endpoint: &report.imds_endpoint,
+        imds_probed: report.imds_probed,
         ntp_servers: &report.ntp_servers,
         counts: report.counts(),
         checks: report
@@ -119,9 +121,16 @@ fn advice(out: &mut String, label: &str, text: &str) {
 /// The report for a person: a header, one aligned line per check with its advice indented
 /// below, and the verdict.
 pub fn human(report: &Report, strict: bool, colour: bool) -> String {
+    let imds = if report.imds_probed {
+        report.imds_endpoint.clone()
+    } else {
+        format!(
+            "not probed (AWS_EC2_METADATA_SERVICE_ENDPOINT={:?})",
+            report.imds_endpoint
+        )
+    };
     let mut out = format!(
-        "imds_exporter check: IMDS {}, NTP {}\n\n",
-        report.imds_endpoint,
+        "imds_exporter check: IMDS {imds}, NTP {}\n\n",
         report.ntp_servers.join(", ")
     );
     let name_width = report
@@ -178,6 +187,7 @@ mod tests {
     fn report() -> Report {
         Report {
             imds_endpoint: "http://127.0.0.1:1".into(),
+            imds_probed: true,
             ntp_servers: vec!["127.0.0.1:2".into()],
             checks: vec![
                 Check::ok(CheckId::ImdsReachable, "TCP connect in 0.1 ms"),
@@ -220,6 +230,7 @@ mod tests {
         assert_eq!(v["version"], 1);
         assert_eq!(v["verdict"], "fail");
         assert_eq!(v["strict"], true);
+        assert_eq!(v["imds_probed"], true);
         assert_eq!(v["checks"][0]["id"], "imds.reachable");
         assert_eq!(v["checks"][0]["status"], "ok");
         assert!(v["checks"][0]["cause"].is_null());

@@ -279,15 +279,16 @@ mod tests {
     fn open_fds_follow_opens_and_closes() {
         let m = ProcessMetrics::new();
         let before = open_fds(m.fd_dir.as_ref()).expect("listing");
-        let files: Vec<File> = (0..5)
+        // Other tests in this process open and close descriptors concurrently (sockets, a
+        // simulator): 200 files dwarf them, and the bounds leave them 100 either way.
+        let files: Vec<File> = (0..200)
             .map(|_| File::open("/proc/self/stat").unwrap())
             .collect();
-        // Other tests open and close descriptors concurrently: allow for them.
         let during = open_fds(m.fd_dir.as_ref()).unwrap();
-        assert!(during >= before + 3.0, "{before} -> {during}");
+        assert!(during >= before + 100.0, "{before} -> {during}");
         drop(files);
         let after = open_fds(m.fd_dir.as_ref()).unwrap();
-        assert!(after < during, "{during} -> {after}");
+        assert!(after <= during - 100.0, "{during} -> {after}");
     }
 
     #[test]
