@@ -7,37 +7,21 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// What a scrape must show after a few runs in a scenario.
+/// What a scrape must show after a few runs in a scenario: one row of the README's table.
 struct Case {
-    scenario: &'static str,
+    scenario: String,
     /// `None`: the probe succeeds. `Some((phase, reason))`: it fails at `phase` with `reason`.
-    failure: Option<(&'static str, &'static str)>,
+    failure: Option<(String, String)>,
     v1_enabled: Option<f64>,
-}
-
-const fn ok(scenario: &'static str) -> Case {
-    Case {
-        scenario,
-        failure: None,
-        v1_enabled: None,
-    }
-}
-
-const fn fails(scenario: &'static str, phase: &'static str, reason: &'static str) -> Case {
-    Case {
-        scenario,
-        failure: Some((phase, reason)),
-        v1_enabled: None,
-    }
 }
 
 async fn check_case(case: Case) -> Result<(), String> {
     let mut options = sim_options();
-    options.scenario = case.scenario.to_string();
+    options.scenario = case.scenario.clone();
     let sim = start_sim(options).await;
     let exporter = start_exporter(exporter_config(&sim)).await;
     let s = after_runs(&exporter, 2.0).await;
-    let name = case.scenario;
+    let name = &case.scenario;
     let success = value(&s, "imds_probe_success{probe=\"imds\"}");
     let result = match case.failure {
         None if success == 1.0 => Ok(()),
@@ -76,44 +60,63 @@ async fn check_case(case: Case) -> Result<(), String> {
     result
 }
 
+/// The rows of the README's scenario table (`<!-- scenario-classification ... -->`).
+fn readme_cases() -> Vec<Case> {
+    let readme = include_str!("../README.md");
+    let table = readme
+        .split("<!-- scenario-classification")
+        .nth(1)
+        .expect("the README has the scenario table");
+    let cell = |c: &str| -> Option<String> {
+        // The first `code` span of the cell, if any (notes after it are prose).
+        let c = c.trim();
+        c.strip_prefix('`')?.split('`').next().map(str::to_owned)
+    };
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter(|l| l.starts_with("| `"))
+        .map(|row| {
+            let cols: Vec<&str> = row.trim_matches('|').split('|').collect();
+            assert_eq!(cols.len(), 5, "README scenario row: {row}");
+            let scenario = cell(cols[0]).expect("a scenario");
+            let failure = match cols[1].trim() {
+                "1" => None,
+                "0" => Some((
+                    cell(cols[2]).expect("a phase"),
+                    cell(cols[3]).expect("a reason"),
+                )),
+                other => panic!("README scenario row {row}: success {other:?}"),
+            };
+            let v1_enabled = match cols[4].trim() {
+                "" => None,
+                v => Some(v.parse().expect("0 or 1")),
+            };
+            Case {
+                scenario,
+                failure,
+                v1_enabled,
+            }
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_scenario_is_classified_as_documented() {
-    let cases = vec![
-        Case {
-            v1_enabled: Some(1.0),
-            ..ok("healthy")
-        },
-        fails("outage", "token", "timeout"),
-        fails("refused", "token", "connect"),
-        fails("throttle", "token", "throttled"),
-        fails("throttle-partial?ratio=1", "token", "throttled"),
-        fails("slow?delay=600ms", "token", "timeout"),
-        ok("slow?delay=20ms"),
-        ok("jitter?p50=5ms&p99=20ms"),
-        fails("server-error", "token", "server_error"),
-        Case {
-            v1_enabled: Some(1.0),
-            ..fails("hop-limit", "token", "timeout")
-        },
-        Case {
-            v1_enabled: Some(0.0),
-            ..fails("hop-limit-v2-only", "token", "timeout")
-        },
-        Case {
-            v1_enabled: Some(0.0),
-            ..ok("imdsv2-only")
-        },
-        fails("no-role", "role", "not_found"),
-        fails("code-error", "credentials", "code_not_success"),
-        // Expired and expiring documents are valid documents: the alerts judge the time.
-        ok("expired"),
-        ok("expiring"),
-        ok("stale"),
-        ok("rotate-late"),
-        fails("malformed", "credentials", "invalid_response"),
-        fails("truncated", "credentials", "invalid_response"),
-        fails("huge", "credentials", "invalid_response"),
-    ];
+async fn every_scenario_is_classified_as_the_readme_table_says() {
+    let cases = readme_cases();
+    let mut covered: Vec<&str> = cases
+        .iter()
+        .map(|c| c.scenario.split('?').next().unwrap())
+        .collect();
+    covered.sort_unstable();
+    covered.dedup();
+    let mut names = imds_exporter::sim::scenario::NAMES.to_vec();
+    names.sort_unstable();
+    assert_eq!(
+        covered, names,
+        "the README's table must cover every scenario"
+    );
     let results = futures_util::future::join_all(cases.into_iter().map(check_case)).await;
     let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
     assert!(errors.is_empty(), "misclassified:\n{}", errors.join("\n"));

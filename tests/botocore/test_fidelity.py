@@ -57,7 +57,7 @@ from botocore.exceptions import EndpointConnectionError, MetadataRetrievalError,
 
 REPO = Path(__file__).resolve().parents[2]
 
-# The contract's scenario names (/tmp/shared-brief/contract.md, src/sim/scenario.rs NAMES).
+# The contract's scenario names (src/sim/scenario.rs, NAMES).
 SCENARIOS = [
     "healthy",
     "outage",
