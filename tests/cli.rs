@@ -110,3 +110,51 @@ fn help_lists_every_flag() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }
+
+/// The `endpoint=` of the exporter's start-up log line, run with `env` and `args` (loopback
+/// only: nothing listens on port 9, so the probe fails fast and harmlessly).
+fn logged_endpoint(env: Option<&str>, args: &[&str]) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imds_exporter"));
+    cmd.args([
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--collector.ntp=false",
+    ])
+    .args(args)
+    .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+    .env_remove("IMDS_EXPORTER_IMDS_ENDPOINT")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    if let Some(value) = env {
+        cmd.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", value);
+    }
+    let mut child = cmd.spawn().expect("the binary runs");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let line = stderr
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("imds_exporter listening"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("the start-up line is logged");
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix("endpoint="))
+        .unwrap_or_else(|| panic!("no endpoint= in {line}"))
+        .to_string()
+}
+
+#[test]
+fn the_sdks_endpoint_variable_is_honoured_unless_the_flag_is_given() {
+    assert_eq!(
+        logged_endpoint(Some("http://127.0.0.1:9"), &[]),
+        "http://127.0.0.1:9"
+    );
+    assert_eq!(
+        logged_endpoint(
+            Some("http://127.0.0.1:9"),
+            &["--imds.endpoint", "http://127.0.0.2:9"]
+        ),
+        "http://127.0.0.2:9"
+    );
+}
