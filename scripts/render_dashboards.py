@@ -13,7 +13,9 @@ binary built, every process killed on exit). What it does:
        node-e  clock 2.5 s behind NTP from 50 s on
        node-f  credentials re-dated to expire in 10 min from 120 s on
   3. runs every panel's queries over the whole run (/api/v1/query_range; stat and table panels at
-     the end, as Grafana shows them) and writes docs/img/imds-fleet.png and docs/img/imds-node.png.
+     the end, as Grafana shows them), and every annotation query as a range query (the node
+     dashboard's rotations, every 20 s here, and firing alerts: dashed lines on its graphs), and
+     writes docs/img/imds-fleet.png and docs/img/imds-node.png.
 
 --from-running URL skips 1-2 and renders against an existing Prometheus (job="imds").
 """
@@ -38,7 +40,8 @@ from matplotlib.ticker import FuncFormatter, MultipleLocator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-from stack import Prometheus, Stack  # noqa: E402
+from stack import Prometheus, Stack, dashboard_values  # noqa: E402
+from stack import substitute as interpolate  # noqa: E402
 
 RATE_INTERVAL = "10s"  # Grafana's $__rate_interval for a 1 s scrape interval and a 2 s step
 STEP = 2
@@ -140,10 +143,54 @@ def mapped(mappings, v):
 
 
 # ---------------------------------------------------------------------------------- queries
-def substitute(expr, instance):
-    values = {"datasource": "", "job": "imds", "instance": instance, "__rate_interval": RATE_INTERVAL,
-              "__interval": f"{STEP}s", "__range": "5m"}
-    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", lambda m: values[m.group(1) or m.group(2)], expr)
+def substitute(expr, instance, display=False):
+    """`expr` (or, with display=True, a title) as Grafana has it for job=imds, `instance` (".*": All)
+    and every other variable at All (tests/e2e/stack.py, shared with the e2e test)."""
+    return interpolate(expr, dashboard_values(instance, rate_interval=RATE_INTERVAL, interval=f"{STEP}s",
+                                              display=display))
+
+
+def annotation_events(board, prom, instance, start, end):
+    """[(name, colour, [(t0, t1), ...])] for each enabled Prometheus annotation of `board` over the run.
+
+    As Grafana does, each annotation query runs as a range query, and every run of consecutive steps
+    in which a series exists is one event, starting at the first of them (a region when it lasts)."""
+    events = []
+    for a in board.get("annotations", {}).get("list", []):
+        if "expr" not in a or not a.get("enable", True):
+            continue
+        data = prom.query_range(substitute(a["expr"], instance), start, end, STEP)
+        runs = []
+        for series in data["result"]:
+            first = prev = None
+            for t, _ in series["values"]:
+                t = float(t)
+                if prev is not None and t - prev > 1.5 * STEP:
+                    runs.append((first, prev))
+                    first = None
+                first = t if first is None else first
+                prev = t
+            if first is not None:
+                runs.append((first, prev))
+        events.append((a["name"], COLORS.get(a.get("iconColor"), a.get("iconColor", TEXT)), sorted(runs)))
+    return events
+
+
+def draw_annotations(ax, events):
+    """Grafana's annotation marks: a dashed vertical line where each event starts, and one faint band
+    over the time covered by the annotation's regions (overlapping regions merged, not stacked)."""
+    for _, color, runs in events:
+        covered = []
+        for t0, t1 in runs:
+            ax.axvline(tnum(t0), color=color, linewidth=1.0, linestyle=(0, (4, 3)), alpha=0.85, zorder=1.5)
+            if t1 - t0 <= 6 * STEP:  # a mark, not a region
+                continue
+            if covered and t0 <= covered[-1][1]:
+                covered[-1][1] = max(covered[-1][1], t1)
+            else:
+                covered.append([t0, t1])
+        for t0, t1 in covered:
+            ax.axvspan(tnum(t0), tnum(t1), color=color, alpha=0.05, linewidth=0, zorder=0.5)
 
 
 def legend(fmt, labels):
@@ -432,6 +479,20 @@ def render(board, prom, instance, start, end, out):
     shown = "All" if instance == ".*" else instance
     fig.text(0.25 / fig_w, 1 - 0.3 / fig_h, f"{board['title']}    job=imds   instance={shown}",
              color=TEXT, fontsize=15, fontweight="bold", va="center")
+    try:
+        events = annotation_events(board, prom, instance, start, end)
+    except Exception as e:  # as for a panel: say so in the picture rather than lose it
+        events = []
+        fig.text(1 - 0.25 / fig_w, 1 - 0.3 / fig_h, f"annotations: error: {e}"[:120], color=COLORS["red"],
+                 fontsize=9, ha="right", va="center")
+    for name, _, runs in events:
+        print(f"render-dashboards: {board['uid']}: annotation {name!r}: {len(runs)} event(s)")
+    # A key right of the title: which colour is which annotation (dashed lines on the graphs).
+    x = 1 - 0.25 / fig_w
+    for name, color, runs in reversed(events):
+        label = fig.text(x, 1 - 0.3 / fig_h, f"╎ {name} ({len(runs)})", color=color, fontsize=10,
+                         ha="right", va="center", fontweight="bold")
+        x = label.get_window_extent(renderer=fig.canvas.get_renderer()).x0 / (fig_w * fig.dpi) - 0.3 / fig_w
 
     def inches(x, y, w, h):
         """A box in inches from the top-left corner -> figure fraction [left, bottom, width, height]."""
@@ -453,7 +514,7 @@ def render(board, prom, instance, start, end, out):
         for side in bg.spines.values():
             side.set_color(GRID)
         unit = p["fieldConfig"]["defaults"].get("unit", "")
-        bg.text(0.12 / (w - 2 * pad), 1 - 0.08 / (h - 2 * pad), p["title"], transform=bg.transAxes, ha="left", va="top",
+        bg.text(0.12 / (w - 2 * pad), 1 - 0.08 / (h - 2 * pad), substitute(p["title"], instance, display=True), transform=bg.transAxes, ha="left", va="top",
                 color=TEXT, fontsize=9.5, fontweight="bold")
         if p["type"] == "stat":  # narrow: the unit goes under the value
             bg.text(1 - 0.1 / (w - 2 * pad), 0.04 / (h - 2 * pad), unit, transform=bg.transAxes, ha="right", va="bottom",
@@ -475,6 +536,7 @@ def render(board, prom, instance, start, end, out):
         try:
             if kind == "timeseries":
                 handles, labels, _ = draw_timeseries(ax, p, prom, instance, start, end)
+                draw_annotations(ax, events)
             elif kind == "state-timeline":
                 handles, labels, _ = draw_state_timeline(ax, p, prom, instance, start, end)
             elif kind == "heatmap":

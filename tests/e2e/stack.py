@@ -68,6 +68,33 @@ def shorten_for(rule_text, duration):
     return re.subn(r"(?m)^(\s*)for:\s*\S+\s*$", lambda m: f"{m.group(1)}for: {duration}", rule_text)
 
 
+def substitute(text, values):
+    """Grafana's interpolation of `$name`, `${name}` and `${name:format}` from `values` (one place for
+    tests/e2e/test_e2e.py and scripts/render_dashboards.py). A variable without a value, or a `$` left
+    over, raises ValueError: a dashboard that gains a variable must gain its value here too."""
+
+    def value(m):
+        name = m.group(1) or m.group(2)
+        if name not in values:
+            raise ValueError(f"no value for the dashboard variable ${name} in {text!r}")
+        return values[name]
+
+    out = re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", value, text)
+    if "$" in out:
+        raise ValueError(f"unsubstituted variable in {out!r}")
+    return out
+
+
+def dashboard_values(instance, *, rate_interval, interval, range_="5m", display=False):
+    """The values Grafana gives the dashboards' variables for job="imds" and `instance` (".*": All).
+
+    Multi-value variables set to All (`instance` on the fleet dashboard, `phase` on the node one)
+    stand for `.*` in queries and read "All" in titles (`display=True`)."""
+    every = "All" if display else ".*"
+    return {"datasource": "", "job": "imds", "instance": every if instance == ".*" else instance,
+            "phase": every, "__rate_interval": rate_interval, "__interval": interval, "__range": range_}
+
+
 class PromError(RuntimeError):
     pass
 

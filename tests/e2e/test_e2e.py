@@ -12,14 +12,20 @@ What it proves, in order (each line of output is one check; the last line is the
     with copies of alerts/*.rules.yml whose `for:` are shortened to 5s; every rule evaluates
     without error;
  3. healthy state: every query of every panel, template variable and annotation of both
-    dashboards succeeds, and returns data unless dashboards/empty-when-healthy.json lists it;
+    dashboards succeeds, as an instant query and, for graph panels (timeseries, heatmap,
+    state-timeline) and annotations, also as a range query over the last 2 minutes; each returns
+    data unless dashboards/empty-when-healthy.json lists it (the rotation-lead panels are listed,
+    but the test waits for a first rotation, so they must have data) or, where adjtimex(2) is not
+    readable, it asks for the kernel clock values that the exporter then leaves out;
     no warning or critical alert is pending or firing, with one honest exception: the kernel
     clock of the machines that build this project is not synchronised (docs/clock.md),
     so ImdsClockNotSynchronising must fire exactly when the kernel, asked by this test itself
     through adjtimex(2), says so;
  4. failure scenarios, one per node, switched through the simulator's control API at the same
     time: each node's matching alert (by its name in alerts/imds_exporter.rules.yml) reaches
-    `firing` within DEADLINE seconds; meanwhile the fleet dashboard's panels show the failures;
+    `firing` within DEADLINE seconds; meanwhile the fleet dashboard's panels show the failures,
+    and the "Failed ... by reason" panels (empty when healthy) have data: the fleet's, and the node
+    dashboard's for the node in an outage;
     then every node is switched back to healthy and the alerts that follow the current state
     resolve. One node per scenario keeps the 5-minute rate windows of one scenario from leaking
     into the next; the healthy node must stay free of alerts throughout.
@@ -41,14 +47,24 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import ROOT, PromError, Stack, wait_for  # noqa: E402
+from stack import ROOT, PromError, Stack, dashboard_values, wait_for  # noqa: E402
+from stack import substitute as interpolate  # noqa: E402
 
 RATE_INTERVAL = "30s"  # >= 4 scrape intervals of 1 s, as Grafana's $__rate_interval would be
 RANGE = "5m"
+# Graph panels (and annotations) are range queries in Grafana: run them as such over this window.
+RANGE_WINDOW, RANGE_STEP = 120, 5
+RANGED_PANELS = ("timeseries", "heatmap", "state-timeline")
 DEADLINE = 90  # seconds for an alert to fire
 HEALTHY = "e2e-healthy"
 PHASES = ["token", "role", "credentials", "info", "identity", "imdsv1"]
 KERNEL_CLOCK_ALERT = "ImdsClockNotSynchronising"
+# Listed as empty when healthy only until the first rotation, which the test waits for: then required.
+ROTATION_PANELS = {("imds-node", "Last rotation lead"), ("imds-node", "Rotation lead")}
+# What the exporter stops exporting when adjtimex(2) is not permitted (it keeps imds_clock_kernel_readable 0).
+KERNEL_CLOCK_METRICS = re.compile(r"\bimds_clock_(synchronized|max_error_seconds|estimated_error_seconds)\b")
+# The node whose node dashboard must show failures during the scenarios.
+FAILING_NODE = "e2e-outage"
 
 # node name -> (how to break it, alert that must fire, its severity, does the alert follow the
 # current state (so it must resolve soon after healthy returns) or a 5-minute window)
@@ -100,18 +116,25 @@ class Timex(ctypes.Structure):
                 ("_rest", ctypes.c_byte * 256)]
 
 
-def kernel_clock_unsynchronised():
-    """(unsynchronised?, description) from adjtimex(2) with modes 0 (a read; changes nothing)."""
+def read_kernel_clock():
+    """(readable?, unsynchronised?, description) from adjtimex(2) with modes 0 (a read; changes nothing)."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     tx = Timex()
     state = libc.adjtimex(ctypes.byref(tx))
     if state < 0:
-        return False, f"adjtimex not readable (errno {ctypes.get_errno()}): the exporter reports imds_clock_kernel_readable 0"
+        return (False, False,
+                f"adjtimex not readable (errno {ctypes.get_errno()}): the exporter reports imds_clock_kernel_readable 0")
     sta_unsync = 0x0040
     time_error = 5
     unsync = state == time_error or bool(tx.status & sta_unsync)
     maxerror_s = tx.maxerror / 1e6
-    return unsync and maxerror_s >= 16, f"adjtimex state {state}, status {tx.status:#x}, maxerror {maxerror_s:g}s"
+    return True, unsync and maxerror_s >= 16, f"adjtimex state {state}, status {tx.status:#x}, maxerror {maxerror_s:g}s"
+
+
+def kernel_clock_unsynchronised():
+    """(unsynchronised?, description); an unreadable kernel clock counts as not unsynchronised."""
+    _, unsync, detail = read_kernel_clock()
+    return unsync, detail
 
 
 # -------------------------------------------------------------------------------- dashboards
@@ -132,27 +155,25 @@ def panels_of(board):
 
 
 def queries_of(board):
-    """(kind, title, refId, expr) of every panel target, template variable and annotation."""
+    """(kind, title, refId, expr, ranged) of every panel target, template variable and annotation;
+    `ranged`: Grafana runs it as a range query (graph panels' range targets, annotations)."""
     for p in panels_of(board):
         for target in p.get("targets", []):
-            yield "panel", p["title"], target.get("refId", ""), target["expr"]
+            ranged = p["type"] in RANGED_PANELS and target.get("range", True) and not target.get("instant")
+            yield "panel", p["title"], target.get("refId", ""), target["expr"], ranged
     for var in board["templating"]["list"]:
         if var["type"] == "query":
             q = var["query"]
-            yield "variable", var["name"], "", q["query"] if isinstance(q, dict) else q
+            yield "variable", var["name"], "", q["query"] if isinstance(q, dict) else q, False
     for a in board.get("annotations", {}).get("list", []):
         if "expr" in a:
-            yield "annotation", f"annotation: {a['name']}", "", a["expr"]
+            yield "annotation", f"annotation: {a['name']}", "", a["expr"], True
 
 
 def substitute(expr, instance):
-    """The expression Grafana would send for job=imds, the given instance, a 30 s rate interval."""
-    values = {"datasource": "", "job": "imds", "instance": instance, "phase": ".*", "__rate_interval": RATE_INTERVAL,
-              "__interval": "15s", "__range": RANGE}
-    out = re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", lambda m: values[m.group(1) or m.group(2)], expr)
-    if "$" in out:
-        raise ValueError(f"unsubstituted variable in {out}")
-    return out
+    """The expression Grafana would send for job=imds, the given instance (".*": All), every other
+    variable at All and a 30 s rate interval (the interpolation is shared with scripts/render_dashboards.py)."""
+    return interpolate(expr, dashboard_values(instance, rate_interval=RATE_INTERVAL, interval="15s", range_=RANGE))
 
 
 def static_checks(results, boards, empty):
@@ -203,7 +224,7 @@ def static_checks(results, boards, empty):
             for target in p.get("targets", []):
                 if target.get("datasource") != ds:
                     problems.append(f"{where}: target datasource {target.get('datasource')}")
-        for kind, title, ref, expr in queries_of(board):
+        for kind, title, ref, expr, _ in queries_of(board):
             # Every range selector (rate, increase, changes, ...) uses Grafana's $__rate_interval.
             for window in re.findall(r"\[([^\]]+)\]", expr):
                 if window != "$__rate_interval":
@@ -215,19 +236,40 @@ def static_checks(results, boards, empty):
             if uid_found not in ("${datasource}", uid):
                 problems.append(f"hard-coded uid {uid_found!r}")
         results.check(f"static: {uid} follows the dashboard conventions", not problems, "; ".join(problems[:10]))
-    known = {(uid, title) for uid, board in boards.items() for kind, title, _, _ in queries_of(board)}
+    known = {(uid, title) for uid, board in boards.items() for kind, title, *_ in queries_of(board)}
     unknown = sorted(empty - known)
     results.check("static: empty-when-healthy.json names existing panels", not unknown, str(unknown))
 
 
-def check_dashboard_queries(results, stack, boards, empty, label):
-    """Every query succeeds; returns data unless listed as empty when healthy."""
+def healthy_empty_reasons(empty, kernel_readable):
+    """why(uid, title, expr) -> the reason a healthy-state query may return no data, or None (data required)."""
+    def why(uid, title, expr):
+        if (uid, title) in ROTATION_PANELS:
+            return None  # listed, but the test has waited for the first rotation
+        if (uid, title) in empty:
+            return "listed as empty when healthy"
+        if not kernel_readable and KERNEL_CLOCK_METRICS.search(expr):
+            return "adjtimex unreadable here: the exporter exports only imds_clock_kernel_readable 0"
+        return None
+    return why
+
+
+def check_dashboard_queries(results, stack, boards, empty_reason, label, *, instances=None, only=None):
+    """Every query succeeds, as an instant query and, where Grafana runs it over a time range, as a
+    range query over the last RANGE_WINDOW s; both return data unless `empty_reason(uid, title, expr)`
+    gives a reason. `instances`: uid -> instance (default: All on the fleet, the healthy node on the
+    node dashboard); `only`: a set of (uid, title) to check (default: every query)."""
+    instances = instances or {"imds-fleet": ".*", "imds-node": HEALTHY}
     checked = []
     for uid, board in boards.items():
-        instance = ".*" if uid == "imds-fleet" else HEALTHY
-        for kind, title, ref, expr in queries_of(board):
+        instance = instances[uid]
+        for kind, title, ref, expr, ranged in queries_of(board):
+            if only is not None and (uid, title) not in only:
+                continue
             name = f"{label}: {uid} / {title}" + (f" [{ref}]" if len(board_targets(board, title)) > 1 else "")
-            listed = (uid, title) in empty
+            reason = empty_reason(uid, title, expr)
+            listed_note = ("; listed as empty when healthy, required after the first rotation"
+                           if (uid, title) in ROTATION_PANELS and label == "healthy" else "")
             try:
                 query = substitute(expr, instance)
                 if kind == "variable":
@@ -236,13 +278,13 @@ def check_dashboard_queries(results, stack, boards, empty, label):
                         results.check(name, False, f"not a label_values() query: {query}")
                         continue
                     values = stack.prom.label_values(m.group(2), m.group(1) or "{__name__=~\".+\"}")
-                    label = m.group(2)
-                    if label == "phase":
+                    var_label = m.group(2)
+                    if var_label == "phase":
                         # Every phase the probe times, and nothing else.
                         ok = sorted(values) == sorted(PHASES)
                     else:
-                        ok = ("imds" if label == "job" else HEALTHY) in values
-                    results.check(name, ok, f"{label} values {values}")
+                        ok = ("imds" if var_label == "job" else HEALTHY) in values
+                    results.check(name, ok, f"{var_label} values {values}")
                     checked.append((uid, title, query, len(values)))
                     continue
                 data = stack.prom.query(query)
@@ -251,10 +293,27 @@ def check_dashboard_queries(results, stack, boards, empty, label):
                 continue
             n = len(data["result"]) if data["resultType"] in ("vector", "matrix") else 1
             checked.append((uid, title, query, n))
-            if n == 0 and listed:
-                results.check(name, True, "no data, listed as empty when healthy")
+            if n == 0 and reason:
+                results.check(name, True, f"no data, {reason}")
             else:
-                results.check(name, n > 0, f"{n} series" + (", listed as empty when healthy but has data" if listed else ""))
+                results.check(name, n > 0, f"{n} series" + (f", {reason} but has data" if reason else "") + listed_note)
+            if not ranged:
+                continue
+            name += f" (range {RANGE_WINDOW}s/{RANGE_STEP}s)"
+            end = time.time()
+            try:
+                data = stack.prom.query_range(query, end - RANGE_WINDOW, end, RANGE_STEP)
+            except PromError as e:
+                results.check(name, False, f"{e}\n       query: {expr}")
+                continue
+            n = len(data["result"])
+            points = sum(len(r["values"]) for r in data["result"])
+            checked.append((uid, title, query, n))
+            if n == 0 and reason:
+                results.check(name, True, f"no data, {reason}")
+            else:
+                results.check(name, n > 0, f"{n} series, {points} points" + (f", {reason} but has data" if reason else "")
+                              + listed_note)
     return checked
 
 
@@ -319,7 +378,12 @@ def healthy_alerts(results, stack, kernel_unsync, kernel_detail):
                       not kernel_firing, f"{kernel_detail}; firing on {sorted(kernel_firing)}")
 
 
-def run_scenarios(results, stack, boards):
+def failure_panels(empty):
+    """The panels listed as empty when healthy because they show only failures ("Failed ... by ...")."""
+    return {(uid, title) for uid, title in empty if title.startswith("Failed ")}
+
+
+def run_scenarios(results, stack, boards, empty):
     names = alert_names_in_rules()
     for node, (_, _, alert, _, _) in SCENARIOS.items():
         results.check(f"scenario {node}: alert {alert} exists in alerts/imds_exporter.rules.yml", alert in names)
@@ -377,6 +441,12 @@ def run_scenarios(results, stack, boards):
                           f"value {value}, want {wording}")
         except PromError as e:
             results.check(f"failures: fleet panel {title!r} shows them", False, str(e))
+    # The failure panels, empty when healthy, must have data now (instant and range queries): the
+    # fleet's for all nodes, the node dashboard's for the node in an outage.
+    only = failure_panels(empty)
+    results.check("failures: empty-when-healthy.json lists failure panels to check", len(only) >= 3, str(sorted(only)))
+    check_dashboard_queries(results, stack, boards, lambda *_: None, "failures", only=only,
+                            instances={"imds-fleet": ".*", "imds-node": FAILING_NODE})
     problems = {l.get("instance"): v for l, v in stack.prom.vector(substitute(panel_expr(fleet, "Worst nodes", "problems"), ".*"))}
     bad = {n for n in SCENARIOS if problems.get(n, 0) < 1}
     results.check("failures: Worst nodes table counts problems on every broken node and none on the healthy one",
@@ -418,8 +488,9 @@ def main():
     boards, empty = load_dashboards()
     static_checks(results, boards, empty)
 
-    kernel_unsync, kernel_detail = kernel_clock_unsynchronised()
-    info(f"kernel clock: {kernel_detail} -> {'unsynchronised' if kernel_unsync else 'synchronised or unreadable'}")
+    kernel_readable, kernel_unsync, kernel_detail = read_kernel_clock()
+    info(f"kernel clock: {kernel_detail} -> "
+         f"{'unreadable' if not kernel_readable else 'unsynchronised' if kernel_unsync else 'synchronised'}")
 
     stack = Stack(args.binary, [HEALTHY, *SCENARIOS], rotate_every="20s", lifetime="1h", rule_for="5s")
     timings = {}
@@ -435,11 +506,11 @@ def main():
         time.sleep(3)
         info(f"healthy state reached after {time.monotonic() - started:.1f}s")
 
-        checked = check_dashboard_queries(results, stack, boards, empty, "healthy")
+        checked = check_dashboard_queries(results, stack, boards, healthy_empty_reasons(empty, kernel_readable), "healthy")
         check_rules_health(results, stack, "healthy")
         healthy_alerts(results, stack, kernel_unsync, kernel_detail)
 
-        timings = run_scenarios(results, stack, boards)
+        timings = run_scenarios(results, stack, boards, empty)
         check_rules_health(results, stack, "after failures")
         window = time.time() - stack.prom_started + 1
         leaked = sorted({a for a, i, s, st in active_alerts(
