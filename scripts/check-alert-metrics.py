@@ -10,11 +10,17 @@ an info family), so a rename in the exporter cannot silently turn an alert into 
 never matches. Recording-rule names (`level:metric:operation`, they contain `:`) are skipped;
 their own expressions are checked instead.
 
+Label matchers are checked too, against `tests/fixtures/metrics.labels` (one family per line,
+`name label=v1|v2 other=*`, written by tests/golden.rs): a matcher on a label the family does not
+have (other than the target labels Prometheus adds, TARGET_LABELS) is an error, and so is an `=`
+or `=~` matcher on a closed-set label (`phase`, `reason`, `probe`, `allowance`) that matches none
+of its values. So renaming a label or a reason value breaks this check, not an alert.
+
 Standard library only (no PyYAML), so it runs anywhere python3 does.
 
-Usage: scripts/check-alert-metrics.py [--golden FILE] [RULE_FILE ...]
-Defaults: --golden tests/fixtures/metrics.golden, rule files alerts/*.rules.yml (relative to the
-repository root). Exit 0 when every name is known, 1 when one is not, 2 on a usage error.
+Usage: scripts/check-alert-metrics.py [--golden FILE] [--labels FILE] [RULE_FILE ...]
+Defaults: --golden tests/fixtures/metrics.golden, --labels tests/fixtures/metrics.labels, rule
+files alerts/*.rules.yml (relative to the repository root). Exit 0 when every name is known, 1 when one is not, 2 on a usage error.
 """
 
 import argparse
@@ -35,6 +41,12 @@ SUFFIXES = (
     ("_info", {"info"}),
 )
 
+# Labels a scrape adds to every series (the target's, and the bundled scrape configs' relabelling).
+TARGET_LABELS = {"job", "instance", "view", "namespace", "pod", "node", "container"}
+
+SELECTOR_RE = re.compile(r"(?P<name>imds_[A-Za-z0-9_]*)\s*\{(?P<matchers>[^}]*)\}")
+MATCHER_RE = re.compile(r'\s*(?P<label>[A-Za-z_][A-Za-z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*"(?P<value>(?:[^"\\]|\\.)*)"\s*,?')
+
 KEY_RE = re.compile(r"^(?P<indent>\s*)(?:-\s+)?(?P<key>expr|record)\s*:(?P<rest>.*)$")
 IDENT_RE = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 
@@ -52,6 +64,68 @@ def load_golden(path):
                 raise ValueError(f"{path}:{lineno}: expected 'name type HELP', got {line!r}")
             families[parts[0]] = parts[1].lower()
     return families
+
+
+def load_labels(path):
+    """Map family name -> {label: set of values, or None for an open label}."""
+    families = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            labels = {}
+            for part in parts[1:]:
+                label, sep, values = part.partition("=")
+                if not sep:
+                    raise ValueError(f"{path}:{lineno}: expected label=values, got {part!r}")
+                labels[label] = None if values == "*" else set(values.split("|"))
+            families[parts[0]] = labels
+    return families
+
+
+def family_of(name, families):
+    """The family a series name belongs to (`_bucket` of a histogram, ...), or None."""
+    if name in families:
+        return name
+    for suffix, _ in SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in families:
+            return name[: -len(suffix)]
+    return None
+
+
+def check_matchers(expr, families, labels):
+    """Reasons why the label matchers of imds_* selectors in `expr` cannot match."""
+    problems = []
+    for sel in SELECTOR_RE.finditer(expr):
+        name = sel.group("name")
+        family = family_of(name, families)
+        if family is None or family not in labels:
+            continue  # an unknown name is reported by resolve()
+        have = labels[family]
+        for m in MATCHER_RE.finditer(sel.group("matchers")):
+            label, op, value = m.group("label"), m.group("op"), m.group("value")
+            if label == "le":
+                if not name.endswith("_bucket"):
+                    problems.append(f"{name}: `le` exists only on _bucket series")
+                continue
+            if label not in have:
+                if label not in TARGET_LABELS:
+                    problems.append(f"{name}: family {family} has no label {label!r}")
+                continue
+            values = have[label]
+            if values is None or op in ("!=", "!~"):
+                continue
+            if op == "=":
+                ok = value in values
+            else:
+                pattern = re.compile(value.replace("\\\\", "\\"))
+                ok = any(pattern.fullmatch(v) for v in values)
+            if not ok:
+                problems.append(
+                    f"{name}{{{label}{op}\"{value}\"}}: no such {label} (the exporter has: {', '.join(sorted(values))})"
+                )
+    return problems
 
 
 def strip_yaml_comment(text):
@@ -195,6 +269,7 @@ def shown(path):
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--golden", default=os.path.join(REPO, "tests/fixtures/metrics.golden"))
+    ap.add_argument("--labels", default=os.path.join(REPO, "tests/fixtures/metrics.labels"))
     ap.add_argument("--list", action="store_true", help="print every checked name")
     ap.add_argument("rule_files", nargs="*")
     args = ap.parse_args(argv)
@@ -208,7 +283,8 @@ def main(argv):
         return 2
     try:
         families = load_golden(args.golden)
-    except ValueError as e:
+        labels = load_labels(args.labels)
+    except (OSError, ValueError) as e:
         print(f"check-alert-metrics: {e}", file=sys.stderr)
         return 2
 
@@ -233,15 +309,18 @@ def main(argv):
                 if reason:
                     errors += 1
                     print(f"{shown(path)}:{lineno}: {ident}: {reason}", file=sys.stderr)
+            for problem in check_matchers(expr, families, labels):
+                errors += 1
+                print(f"{shown(path)}:{lineno}: {problem}", file=sys.stderr)
 
     rel_golden = shown(args.golden)
     if args.list:
         for name in sorted(checked):
             print(name)
     if errors:
-        print(f"check-alert-metrics: {errors} unknown metric use(s); golden: {rel_golden}", file=sys.stderr)
+        print(f"check-alert-metrics: {errors} unknown metric or label use(s); golden: {rel_golden}, {shown(args.labels)}", file=sys.stderr)
         return 1
-    print(f"check-alert-metrics: {len(checked)} imds_* metric names in {len(rule_files)} rule file(s) all exposed ({rel_golden})")
+    print(f"check-alert-metrics: {len(checked)} imds_* metric names in {len(rule_files)} rule file(s) all exposed, with every label matcher satisfiable ({rel_golden}, {shown(args.labels)})")
     return 0
 
 

@@ -141,55 +141,51 @@ async fn the_exporter_reports_chronys_offset() {
     let Some((chronyd, faketime)) = tools() else {
         return;
     };
-    let server = start_chronyd(&chronyd, &faketime, "+2.5s");
-    sample(server.port).await; // chronyd is up
-    let exporter = imds_exporter::exporter::start(imds_exporter::exporter::ExporterConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        telemetry_path: "/metrics".into(),
-        imds: imds_exporter::probe::imds::ImdsConfig {
-            // Nothing listens on the discard port: IMDS fails, NTP is what we look at.
-            endpoint: "http://127.0.0.1:9".into(),
-            timeout: Duration::from_millis(200),
-            token_ttl_seconds: 21600,
-        },
-        imds_interval: Duration::from_secs(1),
-        ntp: Some(imds_exporter::exporter::NtpConfig {
-            servers: vec![format!("127.0.0.1:{}", server.port)],
-            interval: Duration::from_millis(200),
-            timeout: Duration::from_secs(1),
-        }),
-        clock: false,
-        ethtool: None,
-    })
-    .await
-    .unwrap();
-    let url = format!("http://{}/metrics", exporter.addr);
-    let key = format!(
-        "imds_ntp_offset_seconds{{server=\"127.0.0.1:{}\"}} ",
-        server.port
-    );
-    let start = Instant::now();
-    let offset = loop {
-        let body = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if let Some(line) = body.lines().find(|l| l.starts_with(&key)) {
-            break line[key.len()..].parse::<f64>().unwrap();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no offset exported:\n{body}"
+    for (shift, want) in [("+2.5s", 2.5), ("-1.25s", -1.25)] {
+        let server = start_chronyd(&chronyd, &faketime, shift);
+        sample(server.port).await; // chronyd is up
+        let exporter = imds_exporter::exporter::start(imds_exporter::exporter::ExporterConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            telemetry_path: "/metrics".into(),
+            imds: imds_exporter::probe::imds::ImdsConfig {
+                // Nothing listens on the discard port: IMDS fails, NTP is what we look at.
+                endpoint: "http://127.0.0.1:9".into(),
+                timeout: Duration::from_millis(200),
+                token_ttl_seconds: 21600,
+            },
+            imds_interval: Duration::from_secs(1),
+            ntp: Some(imds_exporter::exporter::NtpConfig {
+                servers: vec![format!("127.0.0.1:{}", server.port)],
+                interval: Duration::from_millis(200),
+                timeout: Duration::from_secs(1),
+            }),
+            clock: false,
+            ethtool: None,
+        })
+        .await
+        .unwrap();
+        let url = format!("http://{}/metrics", exporter.addr);
+        let key = format!(
+            "imds_ntp_offset_seconds{{server=\"127.0.0.1:{}\"}} ",
+            server.port
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!((offset - 2.5).abs() < 0.010, "exported offset {offset}");
-    exporter.shutdown().await;
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let start = Instant::now();
+        let offset = loop {
+            let body = http.get(&url).send().await.unwrap().text().await.unwrap();
+            if let Some(line) = body.lines().find(|l| l.starts_with(&key)) {
+                break line[key.len()..].parse::<f64>().unwrap();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no offset exported:\n{body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(
+            (offset - want).abs() < 0.010,
+            "faketime {shift}: exported offset {offset} (want {want} ± 0.010)"
+        );
+        exporter.shutdown().await;
+    }
 }

@@ -375,3 +375,43 @@ async fn ntp_offset_follows_the_simulated_clock() {
     exporter.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ntp_server_that_never_answers_fails_the_probe_and_loses_its_series() {
+    let sim = start_sim(sim_options()).await;
+    // Bound and silent: every query times out (the socket is kept open until the end).
+    let silent = tokio::net::UdpSocket::bind(loopback()).await.unwrap();
+    let (good, bad) = (
+        sim.ntp_addr.unwrap().to_string(),
+        silent.local_addr().unwrap().to_string(),
+    );
+    let mut config = exporter_config(&sim);
+    config.ntp = Some(imds_exporter::exporter::NtpConfig {
+        servers: vec![good.clone(), bad.clone()],
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_millis(150),
+    });
+    let exporter = start_exporter(config).await;
+    let s = eventually(Duration::from_secs(10), "two failed NTP runs", || async {
+        let s = scrape(&exporter).await;
+        match value(
+            &s,
+            "imds_probe_failures_total{probe=\"ntp\",reason=\"timeout\"}",
+        ) {
+            n if n >= 2.0 => Ok(s),
+            n => Err(format!("timeouts {n}")),
+        }
+    })
+    .await;
+    // One server failing fails the run; the answering one keeps its series, the silent one has
+    // none (a stale offset must not keep an alert firing or quiet).
+    assert_eq!(value(&s, "imds_probe_success{probe=\"ntp\"}"), 0.0);
+    assert!(s.contains_key(&format!("imds_ntp_offset_seconds{{server=\"{good}\"}}")));
+    let stale: Vec<_> = s.keys().filter(|k| k.contains(&bad)).collect();
+    assert!(stale.is_empty(), "series of the silent server: {stale:?}");
+    // The IMDS probe is unaffected.
+    assert_eq!(value(&s, "imds_probe_success{probe=\"imds\"}"), 1.0);
+    exporter.shutdown().await;
+    sim.shutdown().await;
+    drop(silent);
+}

@@ -1,6 +1,10 @@
 //! The metric contract: every family's name, type and HELP, in a golden file that makes every
 //! rename a reviewed diff (node_exporter's e2e-output.txt, in spirit). Alerts and dashboards are
-//! checked against the same file. Regenerate with `UPDATE_GOLDEN=1 cargo test --test golden`.
+//! checked against the same file, and against a second one, `metrics.labels`: every family's label
+//! names and, for the labels whose values come from a closed set (`phase`, `reason`, `probe`,
+//! `allowance`), every value, so that renaming a label or a reason breaks a test here and the
+//! alerts' check (`scripts/check-alert-metrics.py`) rather than an alert in production.
+//! Regenerate both with `UPDATE_GOLDEN=1 cargo test --test golden`.
 
 use std::time::Duration;
 
@@ -13,6 +17,11 @@ use imds_exporter::probe::imds::{ImdsRun, PhaseResult};
 use imds_exporter::probe::ntp::NtpSample;
 
 const GOLDEN: &str = "tests/fixtures/metrics.golden";
+const LABELS: &str = "tests/fixtures/metrics.labels";
+
+/// Labels whose values are a closed set the exporter defines; the others (identity data, the
+/// NTP server, the interface, build facts) are open and listed as `*`.
+const CLOSED: [&str; 4] = ["allowance", "phase", "probe", "reason"];
 
 /// An exposition in which every family has a sample.
 fn full_exposition() -> String {
@@ -98,6 +107,115 @@ fn families(exposition: &str) -> String {
         .filter(|(name, _)| !name.starts_with("process_"))
         .map(|(name, text)| format!("{name} {} {text}\n", types[name]))
         .collect()
+}
+
+/// `name label=v1|v2 other=*` per family, sorted; `le` of histograms is left out.
+fn labels(exposition: &str) -> String {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut families: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    let mut kinds = BTreeMap::new();
+    for line in exposition.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            kinds.insert(name.to_string(), kind.to_string());
+            families.entry(name.to_string()).or_default();
+            continue;
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let series = line.rsplit_once(' ').unwrap().0;
+        let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|s| name.strip_suffix(s))
+            .find(|f| kinds.get(*f).is_some_and(|k| k == "histogram"))
+            .unwrap_or(name);
+        let entry = families.entry(family.to_string()).or_default();
+        for pair in labels
+            .trim_end_matches('}')
+            .split(',')
+            .filter(|p| !p.is_empty())
+        {
+            let (label, value) = pair.split_once('=').unwrap();
+            if label == "le" {
+                continue;
+            }
+            entry
+                .entry(label.to_string())
+                .or_default()
+                .insert(value.trim_matches('"').to_string());
+        }
+    }
+    families
+        .iter()
+        .filter(|(name, _)| !name.starts_with("process_"))
+        .map(|(name, labels)| {
+            let mut line = name.clone();
+            for (label, values) in labels {
+                let values = if CLOSED.contains(&label.as_str()) {
+                    values.iter().cloned().collect::<Vec<_>>().join("|")
+                } else {
+                    "*".to_string()
+                };
+                line.push_str(&format!(" {label}={values}"));
+            }
+            line + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn label_names_and_closed_label_values_match_the_golden_file() {
+    let got = labels(&full_exposition());
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(LABELS, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(LABELS).expect("labels file; UPDATE_GOLDEN=1 creates it");
+    assert_eq!(
+        got, want,
+        "label contract changed; review and UPDATE_GOLDEN=1"
+    );
+}
+
+#[test]
+fn the_readme_metric_table_gives_each_metrics_type_and_labels() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let types: std::collections::BTreeMap<String, String> = families(&full_exposition())
+        .lines()
+        .map(|l| {
+            let mut p = l.split(' ');
+            (p.next().unwrap().to_string(), p.next().unwrap().to_string())
+        })
+        .collect();
+    let mut rows = 0;
+    for line in labels(&full_exposition()).lines() {
+        let mut parts = line.split(' ');
+        let name = parts.next().unwrap();
+        let want: Vec<&str> = parts.map(|p| p.split('=').next().unwrap()).collect();
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("{name}: no row in the README's metric table"));
+        let cols: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cols[2], types[name], "{name}: type in the README");
+        // Label names are the backticked words outside parentheses (which list values).
+        let mut depth = 0;
+        let mut outside = String::new();
+        for c in cols[3].chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                c if depth == 0 => outside.push(c),
+                _ => {}
+            }
+        }
+        let mut got: Vec<&str> = outside.split('`').skip(1).step_by(2).collect();
+        got.sort_unstable();
+        assert_eq!(got, want, "{name}: labels in the README");
+        rows += 1;
+    }
+    assert!(rows >= 25, "only {rows} families checked");
 }
 
 #[test]

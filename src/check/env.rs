@@ -17,6 +17,16 @@
 //! `credential_process`, config file keys, container credentials, instance profile. The other
 //! SDKs also start with the environment and end with the container and the instance profile;
 //! they differ only in the order of the profile-based sources in between.
+//!
+//! The profile is botocore's too (`botocore/configprovider.py`, `'profile': (None,
+//! ['AWS_DEFAULT_PROFILE', 'AWS_PROFILE'], None, None)`): the first of the two variables that is
+//! set at all, even to the empty string, else `default`. The AWS CLI v2 (its bundled botocore
+//! lists `AWS_PROFILE` first) and the other SDKs prefer `AWS_PROFILE`; when the two disagree the
+//! check says so. Web identity follows `AssumeRoleWithWebIdentityProvider._get_config`: the token
+//! file and the role ARN are each read from the environment if the variable is set (even empty),
+//! else from the profile, so the two may come from different places (EKS IRSA sets both
+//! variables). A profile `role_arn` without `web_identity_token_file` is claimed first by the
+//! assume-role provider, whatever the environment says.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -222,6 +232,10 @@ fn imds_disabled_check(env: &EnvView, chain: &Chain) -> Check {
     match env.raw("AWS_EC2_METADATA_DISABLED") {
         None | Some("") => Check::ok(ID, "AWS_EC2_METADATA_DISABLED not set: SDKs may use IMDS"),
         Some(v) if v.eq_ignore_ascii_case("true") => match chain.first_source() {
+            None if chain.blocked().is_some() && !chain.found.is_empty() => Check::ok(
+                ID,
+                "AWS_EC2_METADATA_DISABLED=true: SDKs skip IMDS (the IMDS checks do not describe this process's credentials); botocore raises before it reaches another source (see sdk.credential_source)",
+            ),
             Some(first) => Check::ok(
                 ID,
                 format!(
@@ -733,22 +747,54 @@ pub struct Found {
     pub detail: String,
 }
 
+/// A configuration on which botocore raises instead of returning credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Broken {
+    /// How many sources come before it in the chain: botocore raises only if none of them
+    /// returns credentials, so only `after == 0` fails clients (0 also for what is raised before
+    /// the chain starts, such as `ProfileNotFound`).
+    pub after: usize,
+    pub value: String,
+    pub cause: String,
+    pub fix: String,
+}
+
 /// What the chain looks like here.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Chain {
     /// Sources present, in chain order.
     pub found: Vec<Found>,
-    /// Configurations that make SDKs raise before any source is used: (value, cause, fix).
-    pub broken: Vec<(String, String, String)>,
+    /// Configurations botocore raises on, in chain order.
+    pub broken: Vec<Broken>,
     /// Files that exist but could not be read (the SDK, running as another user, may).
     pub unreadable: Vec<String>,
-    /// The profile in force and whether it was named explicitly.
+    /// The profile botocore uses.
     pub profile: String,
+    /// `AWS_DEFAULT_PROFILE` and `AWS_PROFILE` disagree: (value, cause).
+    pub profile_conflict: Option<(String, String)>,
 }
 
 impl Chain {
+    /// What botocore raises before any source answers, if anything.
+    pub fn blocked(&self) -> Option<&Broken> {
+        self.broken.iter().find(|b| b.after == 0)
+    }
+
+    /// The source botocore takes credentials from: the first one found, unless it raises first.
     pub fn first_source(&self) -> Option<&Found> {
-        self.found.first()
+        match self.blocked() {
+            Some(_) => None,
+            None => self.found.first(),
+        }
+    }
+
+    fn push_broken(&mut self, value: String, cause: String, fix: String) {
+        self.broken.push(Broken {
+            after: self.found.len(),
+            value,
+            cause,
+            fix,
+        });
     }
 }
 
@@ -829,17 +875,64 @@ fn load(path: &Path, config_style: bool) -> FileState {
     }
 }
 
+/// A profile name fit to print: `""` for the empty one.
+fn profile_name(p: &str) -> String {
+    if p.is_empty() {
+        "\"\"".into()
+    } else {
+        short(p)
+    }
+}
+
+/// Where a web identity setting comes from (`AssumeRoleWithWebIdentityProvider._get_config`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Origin {
+    /// The variable is set and not empty.
+    Env,
+    /// The variable is set but empty: botocore takes it as the value and never reads the profile.
+    EnvEmpty,
+    /// The variable is unset and the profile has the key.
+    Profile,
+    Nowhere,
+}
+
+fn web_identity_origin(env: &EnvView, var: &str, section: &Section, key: &str) -> Origin {
+    match env.raw(var) {
+        Some("") => Origin::EnvEmpty,
+        Some(_) => Origin::Env,
+        None if section.has(key) => Origin::Profile,
+        None => Origin::Nowhere,
+    }
+}
+
 /// Works out which credential sources are configured, in chain order.
 pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
     let mut chain = Chain::default();
-    let explicit_profile = env
-        .get("AWS_PROFILE")
-        .map(|p| ("AWS_PROFILE", p))
-        .or_else(|| {
-            env.get("AWS_DEFAULT_PROFILE")
-                .map(|p| ("AWS_DEFAULT_PROFILE", p))
-        });
-    let profile = explicit_profile.map_or("default", |(_, p)| p).to_string();
+    // botocore: 'profile': (None, ['AWS_DEFAULT_PROFILE', 'AWS_PROFILE'], None, None), read by
+    // EnvironmentProvider (`name in os.environ`): the first variable set at all wins, even empty.
+    let default_var = env.raw("AWS_DEFAULT_PROFILE");
+    let profile_var = env.raw("AWS_PROFILE");
+    let explicit_profile = default_var
+        .map(|p| ("AWS_DEFAULT_PROFILE", p))
+        .or_else(|| profile_var.map(|p| ("AWS_PROFILE", p)));
+    if let (Some(d), Some(p)) = (default_var, profile_var)
+        && d != p
+    {
+        let (d, p) = (profile_name(d), profile_name(p));
+        chain.profile_conflict = Some((
+            format!("AWS_DEFAULT_PROFILE={d} and AWS_PROFILE={p} disagree"),
+            format!(
+                "botocore (boto3, the AWS CLI v1) reads AWS_DEFAULT_PROFILE first and uses \
+                 profile {d}, which this check follows; the AWS CLI v2 and the other SDKs prefer \
+                 AWS_PROFILE and use profile {p}: clients in this environment do not agree on \
+                 their credentials."
+            ),
+        ));
+    }
+    let profile = match explicit_profile {
+        Some((_, p)) if !p.is_empty() => p.to_string(),
+        _ => "default".to_string(),
+    };
     chain.profile = profile.clone();
 
     let creds_path = env
@@ -886,11 +979,21 @@ pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
     };
     let profile_ref = format!("profile [{profile}]");
 
-    if let Some((var, name)) = explicit_profile
-        && in_creds.is_none()
-        && in_config.is_none()
-    {
-        chain.broken.push((
+    // Raised when the session loads the profile, before any provider runs.
+    match explicit_profile {
+        Some((var, "")) => chain.push_broken(
+            format!("{var} is set but empty"),
+            format!(
+                "botocore takes a set variable as the profile name even when it is empty: it \
+                 looks for a profile named \"\" and raises ProfileNotFound whenever a client is \
+                 created, before any credential source is tried (the AWS CLI v2 and the other \
+                 SDKs treat an empty {var} as unset)."
+            ),
+            format!(
+                "Unset the variable where it is set, or give it a profile name:\n$ unset {var}"
+            ),
+        ),
+        Some((var, name)) if in_creds.is_none() && in_config.is_none() => chain.push_broken(
             format!("{var}={name}, but no such profile"),
             format!(
                 "Neither {} nor {} has a profile named {name:?}: botocore raises ProfileNotFound \
@@ -899,7 +1002,8 @@ pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
                 display(&config_path)
             ),
             format!("Unset the variable, or create the profile:\n$ unset {var}"),
-        ));
+        ),
+        _ => {}
     }
 
     // 1. Environment.
@@ -914,7 +1018,7 @@ pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
                 detail: format!("{} set", vars.join(", ")),
             });
         } else {
-            chain.broken.push((
+            chain.push_broken(
                 "AWS_ACCESS_KEY_ID set without AWS_SECRET_ACCESS_KEY".into(),
                 "botocore's environment provider raises PartialCredentialsError when it finds an \
                  access key id without a secret key: clients fail instead of moving on to the \
@@ -923,36 +1027,132 @@ pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
                 "Remove the stray variable where it is set:\n$ unset AWS_ACCESS_KEY_ID \
                  AWS_SESSION_TOKEN"
                     .into(),
-            ));
+            );
         }
     }
-    // 2. Assume-role profile (role_arn with a source; with a token file it is web identity).
-    if merged.has("role_arn")
-        && !merged.has("web_identity_token_file")
-        && (merged.has("source_profile") || merged.has("credential_source"))
-    {
-        let via = match &merged.credential_source {
-            Some(s) => format!("credential_source = {s}"),
-            None => "source_profile".into(),
-        };
-        chain.found.push(Found {
-            source: CredentialSource::AssumeRoleProfile,
-            detail: format!("role_arn with {via} in {profile_ref}"),
-        });
+    let token_origin = web_identity_origin(
+        env,
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        &merged,
+        "web_identity_token_file",
+    );
+    // 2. Assume-role profile. botocore's AssumeRoleProvider takes every profile with role_arn
+    //    and no web_identity_token_file (`_has_assume_role_config_vars`), whatever the
+    //    environment holds, and requires exactly one of source_profile and credential_source.
+    if merged.has("role_arn") && !merged.has("web_identity_token_file") {
+        match (
+            merged.has("source_profile"),
+            merged.has("credential_source"),
+        ) {
+            (true, true) => chain.push_broken(
+                format!("role_arn with both source_profile and credential_source in {profile_ref}"),
+                format!(
+                    "botocore's assume-role provider raises InvalidConfigError (\"The profile \
+                     \"{profile}\" contains both source_profile and credential_source\"): clients \
+                     fail instead of moving on to the instance profile."
+                ),
+                format!("Keep one of source_profile and credential_source in [{profile}]."),
+            ),
+            (false, false) => {
+                let web = if token_origin == Origin::Env {
+                    " AWS_WEB_IDENTITY_TOKEN_FILE does not make it web identity: botocore's web \
+                     identity provider comes after the assume-role provider and is never reached, \
+                     because the profile has no web_identity_token_file."
+                } else {
+                    ""
+                };
+                let fix = if token_origin == Origin::Env {
+                    format!(
+                        "For web identity (IRSA), remove role_arn from [{profile}] and name the \
+                         role in AWS_ROLE_ARN, or add web_identity_token_file to [{profile}] too; \
+                         to assume the role from the instance profile instead, add \
+                         credential_source = Ec2InstanceMetadata to [{profile}]."
+                    )
+                } else {
+                    format!(
+                        "Add source_profile (or credential_source = Ec2InstanceMetadata) to \
+                         [{profile}], or remove role_arn from it."
+                    )
+                };
+                chain.push_broken(
+                    format!(
+                        "role_arn without source_profile or credential_source in {profile_ref}"
+                    ),
+                    format!(
+                        "botocore's assume-role provider claims every profile with role_arn and \
+                         no web_identity_token_file, and raises PartialCredentialsError \
+                         (\"missing: source_profile or credential_source\"): clients fail \
+                         instead of moving on to the instance profile.{web}"
+                    ),
+                    fix,
+                );
+            }
+            _ => {
+                let via = match &merged.credential_source {
+                    Some(s) => format!("credential_source = {s}"),
+                    None if merged.has("credential_source") => "credential_source".into(),
+                    None => "source_profile".into(),
+                };
+                chain.found.push(Found {
+                    source: CredentialSource::AssumeRoleProfile,
+                    detail: format!("role_arn with {via} in {profile_ref}"),
+                });
+            }
+        }
     }
-    // 3. Web identity.
-    let env_web =
-        env.get("AWS_WEB_IDENTITY_TOKEN_FILE").is_some() && env.get("AWS_ROLE_ARN").is_some();
-    if env_web {
-        chain.found.push(Found {
-            source: CredentialSource::WebIdentity,
-            detail: "AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN set".into(),
-        });
-    } else if merged.has("web_identity_token_file") && merged.has("role_arn") {
-        chain.found.push(Found {
-            source: CredentialSource::WebIdentity,
-            detail: format!("web_identity_token_file in {profile_ref}"),
-        });
+    // 3. Web identity: each setting from its variable if set (even empty), else the profile.
+    //    An empty token file path skips the provider; a token file without a role ARN raises.
+    let role_origin = web_identity_origin(env, "AWS_ROLE_ARN", &merged, "role_arn");
+    if matches!(token_origin, Origin::Env | Origin::Profile) {
+        let token_from = match token_origin {
+            Origin::Env => "AWS_WEB_IDENTITY_TOKEN_FILE set".to_string(),
+            _ => format!("web_identity_token_file in {profile_ref}"),
+        };
+        match (token_origin, role_origin) {
+            (Origin::Env, Origin::Env) => chain.found.push(Found {
+                source: CredentialSource::WebIdentity,
+                detail: "AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN set, as EKS IRSA sets them"
+                    .into(),
+            }),
+            (Origin::Profile, Origin::Profile) => chain.found.push(Found {
+                source: CredentialSource::WebIdentity,
+                detail: format!("web_identity_token_file and role_arn in {profile_ref}"),
+            }),
+            (_, Origin::Env) => chain.found.push(Found {
+                source: CredentialSource::WebIdentity,
+                detail: format!("{token_from}, AWS_ROLE_ARN set"),
+            }),
+            (_, Origin::Profile) => chain.found.push(Found {
+                source: CredentialSource::WebIdentity,
+                detail: format!("{token_from}, role_arn in {profile_ref}"),
+            }),
+            (_, role) => {
+                let role_arn = if role == Origin::EnvEmpty {
+                    "AWS_ROLE_ARN is set but empty, and botocore takes that as the role ARN (it \
+                     then never reads role_arn from the profile)"
+                        .to_string()
+                } else {
+                    format!("neither AWS_ROLE_ARN nor role_arn in {profile_ref} names a role")
+                };
+                chain.push_broken(
+                    format!("{token_from}, but no role ARN"),
+                    format!(
+                        "botocore's web identity provider finds a token file, but {role_arn}: \
+                         it raises InvalidConfigError (\"configured to assume role with web \
+                         identity but has no role ARN configured\") and clients fail instead of \
+                         moving on to the instance profile. EKS IRSA sets both \
+                         AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN; one without the other is \
+                         usually a partly copied or partly removed IRSA setup."
+                    ),
+                    "Name the role (on EKS, annotate the service account with \
+                     eks.amazonaws.com/role-arn and recreate the pod), or remove the token file \
+                     setting where it is set:\n$ export \
+                     AWS_ROLE_ARN=arn:aws:iam::<account-id>:role/<role>\n$ unset \
+                     AWS_WEB_IDENTITY_TOKEN_FILE"
+                        .into(),
+                );
+            }
+        }
     }
     // 4. SSO.
     if merged.has("sso_start_url") || merged.has("sso_session") {
@@ -970,13 +1170,13 @@ pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
                 detail: format!("aws_access_key_id in [{profile}] of {path}"),
             });
         } else {
-            chain.broken.push((
+            chain.push_broken(
                 format!("aws_access_key_id without aws_secret_access_key in [{profile}] of {path}"),
                 "botocore raises PartialCredentialsError for a profile with an access key id and \
                  no secret key: clients fail instead of moving on to the instance profile."
                     .into(),
                 format!("Complete or remove the [{profile}] section of {path}."),
-            ));
+            );
         }
     }
     // 6. credential_process.
@@ -1048,22 +1248,53 @@ fn credential_source_check(chain: &Chain) -> Check {
             chain.unreadable.join(", ")
         )
     };
-    if let Some((value, cause, fix)) = chain.broken.first() {
-        let mut cause = cause.clone();
-        for (v, c, _) in chain.broken.iter().skip(1) {
-            cause.push_str(&format!(" Also: {v}: {c}"));
+    let conflict = chain
+        .profile_conflict
+        .as_ref()
+        .map_or(String::new(), |(v, c)| format!(" {v}: {c}"));
+    const CONFLICT_FIX: &str = "Keep one of the two variables (or set both to the same \
+         profile):\n$ unset AWS_DEFAULT_PROFILE";
+    if let Some(first) = chain.blocked() {
+        let mut cause = first.cause.clone();
+        for b in chain.broken.iter().filter(|b| b.after == 0).skip(1) {
+            cause.push_str(&format!(" Also: {}: {}", b.value, b.cause));
         }
-        return Check::fail(ID, value.clone()).cause(cause).fix(fix.clone());
+        cause.push_str(&conflict);
+        return Check::fail(ID, first.value.clone())
+            .cause(cause)
+            .fix(first.fix.clone());
     }
     let Some(first) = chain.first_source() else {
         return Check::fail(ID, "no credential source at all")
             .cause(format!(
                 "Nothing in the chain is configured and AWS_EC2_METADATA_DISABLED=true removes the \
-                 instance profile: SDKs raise \"Unable to locate credentials\".{unreadable}"
+                 instance profile: SDKs raise \"Unable to locate credentials\".{unreadable}{conflict}"
             ))
             .fix("$ unset AWS_EC2_METADATA_DISABLED");
     };
+    // Misconfigurations behind a source that answers: botocore never gets that far.
+    let unreached: Vec<&str> = chain.broken.iter().map(|b| b.value.as_str()).collect();
+    let unreached = if unreached.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Not reached while an earlier source answers, but botocore would raise on it \
+             otherwise: {}.",
+            unreached.join("; ")
+        )
+    };
     if first.source == CredentialSource::InstanceProfile {
+        if let Some((value, _)) = &chain.profile_conflict {
+            return Check::warn(
+                ID,
+                format!("the instance profile (IMDS) for botocore, but {value}"),
+            )
+            .cause(format!(
+                "Nothing earlier in the chain is configured in profile [{}].{conflict}{unreadable}",
+                chain.profile
+            ))
+            .fix(CONFLICT_FIX);
+        }
         let mut c = Check::ok(
             ID,
             "the instance profile (IMDS): nothing earlier in the chain is configured",
@@ -1074,12 +1305,15 @@ fn credential_source_check(chain: &Chain) -> Check {
         }
         return c;
     }
-    let fix = match first.source {
+    let mut fix = match first.source {
         CredentialSource::Environment => "If the instance role should be used, remove the keys where they are set (the pod spec, a Secret, the service unit, /etc/environment, a shell profile):\n$ unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN".to_string(),
         CredentialSource::WebIdentity | CredentialSource::Container => "If this is IRSA, EKS Pod Identity or an ECS task role, it is intended: the IMDS results above describe the node, not this process. Otherwise remove the variables from the pod or task definition.".to_string(),
         CredentialSource::SharedCredentialsFile | CredentialSource::ConfigFile => format!("If the instance role should be used, delete the keys from [{}] (or point AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE elsewhere).", chain.profile),
         _ => format!("If the instance role should be used, remove those settings from [{}], or select another profile with AWS_PROFILE.", chain.profile),
     };
+    if chain.profile_conflict.is_some() {
+        fix = format!("{fix}\n{CONFLICT_FIX}");
+    }
     Check::warn(
         ID,
         format!(
@@ -1092,7 +1326,7 @@ fn credential_source_check(chain: &Chain) -> Check {
         "SDKs take the first source in the chain (environment, assume-role profile, web \
          identity, SSO, shared credentials file, credential_process, config file, container, \
          instance profile) and never look further: applications in this environment do not use \
-         the instance role the IMDS checks describe.{}{unreadable}",
+         the instance role the IMDS checks describe.{}{unreached}{conflict}{unreadable}",
         also(1)
     ))
     .fix(fix)

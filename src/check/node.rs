@@ -102,7 +102,9 @@ pub fn ntp_check(results: &[NtpObservation]) -> Check {
             .cause(
                 "A clock disciplined by the Amazon Time Sync Service stays within a millisecond \
                  or so: an error over a second means nothing disciplines it, and it keeps \
-                 drifting (up to 43 s a day) toward SigV4's 5-minute limit.",
+                 drifting (up to 43 s a day) toward SigV4's 5-minute limit. SDKs also judge \
+                 credential expiry by this clock, so their refresh moves by the offset (see \
+                 imds.expiry).",
             )
             .fix(CLOCK_FIX);
     }
@@ -154,9 +156,12 @@ pub fn kernel_check(reading: &KernelReading) -> Check {
         )
         .cause(
             "The kernel says no time daemon is disciplining the clock (STA_UNSYNC; what \
-             node-mixin's NodeClockNotSynchronising alerts on): it drifts freely, and any NTP \
-             offset will only grow. A container shares the node's clock, so the fix is on the \
-             node.",
+             node-mixin's NodeClockNotSynchronising alerts on): it drifts freely (up to 43 s a \
+             day), and any NTP offset will only grow. Past 5 minutes AWS rejects SigV4-signed \
+             requests; before that, SDKs already judge credential expiry by the wrong time \
+             (behind: they refresh too late and get ExpiredToken; ahead: they refresh early). \
+             clock.ntp shows the offset now. A container shares the node's clock, so the fix is \
+             on the node.",
         )
         .fix("Enable chrony on the node with the Amazon Time Sync Service:\n$ systemctl enable --now chronyd\n$ chronyc tracking"),
         KernelReading::NotPermitted => Check::skip(
@@ -251,6 +256,37 @@ mod tests {
         let c = ntp_check(&[obs("a:123", Ok(sample(400.0, 0)))]);
         assert!(c.value.contains("400.0 s behind"), "{}", c.value);
         assert!(c.cause.unwrap().contains("5 minutes"));
+        // A drifting clock threatens signing and, before that, the SDKs' credential expiry.
+        let cause = ntp_check(&[obs("a:123", Ok(sample(1.5, 0)))])
+            .cause
+            .unwrap();
+        for needle in ["5-minute limit", "credential expiry", "imds.expiry"] {
+            assert!(cause.contains(needle), "{needle:?} not in {cause}");
+        }
+    }
+
+    #[test]
+    fn an_unsynchronised_kernel_clock_names_what_it_breaks() {
+        let c = kernel_check(&KernelReading::Clock(
+            crate::collector::clock::KernelClock {
+                synchronized: false,
+                max_error_seconds: 16.0,
+                estimated_error_seconds: 16.0,
+                status: 0x40,
+                state: 5,
+            },
+        ));
+        assert_eq!(c.status, Status::Warn);
+        let cause = c.cause.unwrap();
+        for needle in [
+            "STA_UNSYNC",
+            "5 minutes",
+            "SigV4",
+            "ExpiredToken",
+            "clock.ntp",
+        ] {
+            assert!(cause.contains(needle), "{needle:?} not in {cause}");
+        }
     }
 
     #[test]
