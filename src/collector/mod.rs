@@ -268,6 +268,101 @@ mod tests {
         assert_eq!(families[0].get_metric()[0].get_gauge().get_value(), 0.0);
     }
 
+    /// Makes `adjtimex` and `clock_adjtime` fail with EPERM for the calling thread (and only it),
+    /// as a seccomp profile without `CAP_SYS_TIME` does. `Err` if this kernel has no seccomp
+    /// filters. The filter is on the syscall number alone: the test runs native code only.
+    fn forbid_adjtimex_in_this_thread() -> Result<(), std::io::Error> {
+        const LD_NR: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS, offset 0 = seccomp_data.nr
+        const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+        const RET: u16 = 0x06; // BPF_RET | BPF_K
+        const ERRNO_EPERM: u32 = 0x0005_0000 | libc::EPERM as u32; // SECCOMP_RET_ERRNO
+        const ALLOW: u32 = 0x7fff_0000; // SECCOMP_RET_ALLOW
+        let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+        let filter = [
+            op(LD_NR, 0, 0, 0),
+            op(JEQ, 0, 1, libc::SYS_adjtimex as u32),
+            op(RET, 0, 0, ERRNO_EPERM),
+            op(JEQ, 0, 1, libc::SYS_clock_adjtime as u32),
+            op(RET, 0, 0, ERRNO_EPERM),
+            op(RET, 0, 0, ALLOW),
+        ];
+        let prog = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: prctl with documented arguments; `prog` and `filter` outlive the call (the
+        // kernel copies the program).
+        unsafe {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    /// Collects what the logs say at warn level, for the calling thread.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_seccomp_denied_adjtimex_is_said_once_and_exported_as_unreadable() {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let outcome = std::thread::spawn(move || {
+            if let Err(e) = forbid_adjtimex_in_this_thread() {
+                return Err(e);
+            }
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::WARN)
+                .with_writer(move || writer.clone())
+                .finish();
+            let views = NodeViews::new(true, None);
+            tracing::subscriber::with_default(subscriber, || {
+                assert!(matches!(
+                    clock::read(),
+                    Err(clock::ClockError::NotPermitted)
+                ));
+                views.refresh();
+                views.refresh();
+                views.refresh();
+            });
+            Ok(views.collect())
+        })
+        .join()
+        .expect("the filtered thread does not panic");
+        let families = match outcome {
+            Ok(f) => f,
+            // A kernel without seccomp filters cannot stage this; say so rather than pass.
+            Err(e) => {
+                println!("skipped: cannot install a seccomp filter here: {e}");
+                return;
+            }
+        };
+        assert_eq!(families.len(), 1, "only imds_clock_kernel_readable");
+        assert_eq!(families[0].name(), "imds_clock_kernel_readable");
+        assert_eq!(families[0].get_metric()[0].get_gauge().get_value(), 0.0);
+        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            logs.matches("adjtimex(2) is not permitted here").count(),
+            1,
+            "said once in three refreshes:\n{logs}"
+        );
+        // The rest of the process is not filtered.
+        assert!(clock::read().is_ok());
+    }
+
     #[test]
     fn the_kernel_clock_of_this_machine_is_exported() {
         let views = NodeViews::new(true, None);
