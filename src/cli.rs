@@ -357,6 +357,17 @@ pub struct SimulateArgs {
     #[command(flatten)]
     pub sim: SimOptions,
 
+    /// Parts per million by which the NTP answerer's offset grows from start-up, on top of
+    /// --clock-offset (500: 0.5 ms more every second; negative: it falls). At most 100000 either way.
+    #[arg(
+        long = "clock-drift",
+        env = "IMDS_EXPORTER_SIM_CLOCK_DRIFT",
+        default_value_t = 0.0,
+        value_name = "PPM",
+        allow_negative_numbers = true
+    )]
+    pub clock_drift: f64,
+
     #[command(flatten)]
     pub log: LogArgs,
 }

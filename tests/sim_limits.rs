@@ -74,6 +74,13 @@ async fn every_hostile_control_parameter_is_a_400_naming_it_and_the_simulator_ke
         ("clock-offset/NaN", "clock offset"),
         ("clock-offset/-inf", "clock offset"),
         ("clock-offset/1e10", "clock offset"),
+        ("clock-drift/1e400", "clock drift"),
+        ("clock-drift/NaN", "clock drift"),
+        ("clock-drift/-inf", "clock drift"),
+        ("clock-drift/100001", "clock drift"),
+        ("clock-drift/-1e6", "clock drift"),
+        ("clock-drift/fast", "clock drift"),
+        ("scenario/truncated?mode=chunked", "mode="),
     ];
     for (path, names) in switches {
         let (status, body) = post(&format!("{base}/_sim/{path}"), "").await;
@@ -81,6 +88,10 @@ async fn every_hostile_control_parameter_is_a_400_naming_it_and_the_simulator_ke
         let error = error_of(&body);
         assert!(error.contains(names), "{path}: {error}");
         still_answers(&sim, "healthy", path).await;
+        let (_, state) = get(&format!("{base}/_sim/state")).await;
+        let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+        assert_eq!(state["clock_offset_seconds"], 0.0, "after {path}: {state}");
+        assert_eq!(state["clock_drift_ppm"], 0.0, "after {path}: {state}");
     }
     let scripts = [
         ("- {at: 500000years, scenario: outage}\n", "step 1: at"),
@@ -149,6 +160,13 @@ async fn the_largest_accepted_values_work_and_a_numeric_at_plays() {
 
     let (status, body) = post(&format!("{base}/_sim/clock-offset/-1e9"), "").await;
     assert_eq!(status, 200, "{body}");
+    for ppm in ["-100000", "100000"] {
+        let (status, body) = post(&format!("{base}/_sim/clock-drift/{ppm}"), "").await;
+        assert_eq!(status, 200, "{ppm}: {body}");
+    }
+    let (_, state) = get(&format!("{base}/_sim/state")).await;
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["clock_drift_ppm"], 100_000.0, "{state}");
 
     let (status, body) = post(
         &format!("{base}/_sim/script"),
@@ -211,6 +229,10 @@ fn simulator_flags_out_of_range_stop_start_up_naming_the_flag() {
         (&["--scenario", "expiring?in=500000years"], "--scenario"),
         (&["--scenario", "rotate-late?lead=7h"], "--scenario"),
         (&["--script", &script], "--script"),
+        (&["--clock-drift", "100001"], "--clock-drift"),
+        (&["--clock-drift", "-1e6"], "--clock-drift"),
+        (&["--clock-drift", "NaN"], "--clock-drift"),
+        (&["--clock-drift", "fast"], "--clock-drift"),
     ];
     for (args, flag) in cases {
         let mut all = vec!["simulate", "--listen", "127.0.0.1:0"];

@@ -320,10 +320,8 @@ mod tests {
     fn a_seccomp_denied_adjtimex_is_said_once_and_exported_as_unreadable() {
         let logs = Captured::default();
         let writer = logs.clone();
-        let outcome = std::thread::spawn(move || {
-            if let Err(e) = forbid_adjtimex_in_this_thread() {
-                return Err(e);
-            }
+        let outcome = std::thread::spawn(move || -> std::io::Result<Vec<MetricFamily>> {
+            forbid_adjtimex_in_this_thread()?;
             let subscriber = tracing_subscriber::fmt()
                 .with_max_level(tracing::Level::WARN)
                 .with_writer(move || writer.clone())

@@ -1,5 +1,5 @@
-//! The control API under `/_sim/`: switch scenarios, play scripts, set the NTP clock offset,
-//! and read the simulator's state. JSON in and out; errors are 400 with a message that says
+//! The control API under `/_sim/`: switch scenarios, play scripts, set the NTP clock offset and
+//! drift, and read the simulator's state. JSON in and out; errors are 400 with a message that says
 //! what is accepted.
 
 use std::collections::HashMap;
@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::SimState;
-use super::limits::MAX_CLOCK_OFFSET;
+use super::limits::{MAX_CLOCK_DRIFT_PPM, MAX_CLOCK_OFFSET};
 use super::scenario::Scenario;
 
 fn bad_request(message: String) -> Response {
@@ -70,6 +70,19 @@ pub async fn clock_offset(
         }
         _ => bad_request(format!(
             "clock offset {seconds:?} is not a number of seconds from -{MAX_CLOCK_OFFSET:e} to {MAX_CLOCK_OFFSET:e} (e.g. 2.5 or -0.25)"
+        )),
+    }
+}
+
+/// `POST /_sim/clock-drift/<ppm>`
+pub async fn clock_drift(State(state): State<Arc<SimState>>, Path(ppm): Path<String>) -> Response {
+    match ppm.parse::<f64>().map(super::limits::clock_drift) {
+        Ok(Ok(p)) => {
+            state.set_clock_drift(p);
+            Json(json!({ "clock_drift_ppm": p })).into_response()
+        }
+        _ => bad_request(format!(
+            "clock drift {ppm:?} is not a number of ppm from -{MAX_CLOCK_DRIFT_PPM} to {MAX_CLOCK_DRIFT_PPM} (e.g. 500 or -20)"
         )),
     }
 }

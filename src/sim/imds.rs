@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
 use super::SimState;
-use super::scenario::Scenario;
+use super::scenario::{Scenario, TruncateMode};
 use super::server::ConnControl;
 
 const TOKEN_PATH: &str = "/latest/api/token";
@@ -273,7 +273,12 @@ fn credentials(state: &SimState, scenario: &Scenario) -> Response {
             now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ),
         Scenario::Malformed => "<html><body>Service Unavailable</body></html>\n".to_string(),
-        Scenario::Truncated => doc[..doc.len() / 3].to_string(),
+        Scenario::Truncated {
+            mode: TruncateMode::Body,
+        } => doc[..doc.len() / 3].to_string(),
+        Scenario::Truncated {
+            mode: TruncateMode::Transfer,
+        } => return text(StatusCode::OK, Body::new(CutTransfer::new(doc))),
         Scenario::Huge => {
             // Valid JSON, 4 MiB: only a size limit stops a client from buffering all of it.
             let padding = "x".repeat(4 * 1024 * 1024);
@@ -282,6 +287,64 @@ fn credentials(state: &SimState, scenario: &Scenario) -> Response {
         _ => doc,
     };
     text(StatusCode::OK, body)
+}
+
+/// How long [`CutTransfer`] waits after its first part before the connection is closed.
+const CUT_PAUSE: Duration = Duration::from_millis(20);
+
+/// A body that announces `document`'s full length, sends its first third, then fails: hyper
+/// then closes the connection (a FIN) without sending the rest, so the client sees the
+/// `Content-Length` it was promised and a connection closed before it was met. The pause lets
+/// hyper flush the first part to the socket (it does when the body is not ready) before the
+/// error ends the connection.
+struct CutTransfer {
+    declared: u64,
+    first: Option<bytes::Bytes>,
+    pause: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl CutTransfer {
+    fn new(document: String) -> Self {
+        let declared = document.len() as u64;
+        let mut first = document.into_bytes();
+        first.truncate(first.len() / 3);
+        Self {
+            declared,
+            first: Some(first.into()),
+            pause: Box::pin(tokio::time::sleep(CUT_PAUSE)),
+        }
+    }
+}
+
+impl hyper::body::Body for CutTransfer {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        if let Some(first) = self.first.take() {
+            // The pause counts from the first part, however late hyper asks for it.
+            let end = tokio::time::Instant::now() + CUT_PAUSE;
+            self.pause.as_mut().reset(end);
+            return std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(first))));
+        }
+        std::task::ready!(self.pause.as_mut().poll(cx));
+        std::task::Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "truncated?mode=transfer: the transfer is cut here",
+        ))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        false
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        // What hyper writes as Content-Length: the whole document.
+        hyper::body::SizeHint::with_exact(self.declared)
+    }
 }
 
 #[cfg(test)]

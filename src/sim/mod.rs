@@ -7,7 +7,7 @@
 //! - `control`: the control API under `/_sim/` on the same listener;
 //! - `script`: timelines of scenario switches;
 //! - `limits`: the bounds on durations and offsets from flags and requests;
-//! - `ntp`: the SNTP answerer with a settable clock offset;
+//! - `ntp`: the SNTP answerer with a settable clock offset and drift;
 //! - `server`: the accept loop, which can reset a connection (the `refused` scenario).
 
 pub mod control;
@@ -45,8 +45,17 @@ struct Inner {
     /// Requests by path group and status ("none" for requests never answered).
     counts: BTreeMap<String, BTreeMap<String, u64>>,
     clock_offset: f64,
+    /// Parts per million the answerer's offset grows by, counted from `drift_since`.
+    clock_drift_ppm: f64,
+    drift_since: Instant,
     script: Option<tokio::task::JoinHandle<()>>,
     server_error_toggle: bool,
+}
+
+impl Inner {
+    fn ntp_offset(&self) -> f64 {
+        self.clock_offset + self.clock_drift_ppm * 1e-6 * self.drift_since.elapsed().as_secs_f64()
+    }
 }
 
 impl SimState {
@@ -65,6 +74,8 @@ impl SimState {
                 tokens: HashMap::new(),
                 counts: BTreeMap::new(),
                 clock_offset: options.clock_offset,
+                clock_drift_ppm: 0.0,
+                drift_since: Instant::now(),
                 script: None,
                 server_error_toggle: false,
             }),
@@ -100,6 +111,26 @@ impl SimState {
     pub fn set_clock_offset(&self, seconds: f64) {
         tracing::info!(seconds, "NTP clock offset set");
         self.lock().clock_offset = seconds;
+    }
+
+    pub fn clock_drift_ppm(&self) -> f64 {
+        self.lock().clock_drift_ppm
+    }
+
+    /// Makes the answerer's offset grow by `ppm` millionths of the time elapsed from now, on top
+    /// of the clock offset (which can still be set on its own). Setting it again restarts the
+    /// count, from the clock offset, at the new rate; 0 stops it.
+    pub fn set_clock_drift(&self, ppm: f64) {
+        tracing::info!(ppm, "NTP clock drift set");
+        let mut inner = self.lock();
+        inner.clock_drift_ppm = ppm;
+        inner.drift_since = Instant::now();
+    }
+
+    /// The offset the SNTP answerer applies now: the clock offset plus the drift accumulated
+    /// since the drift was set.
+    pub fn ntp_offset(&self) -> f64 {
+        self.lock().ntp_offset()
     }
 
     fn count(&self, group: &str, status: &str) {
@@ -166,6 +197,8 @@ impl SimState {
             "params": scenario.params(),
             "since_seconds": inner.switched_at.elapsed().as_secs_f64(),
             "clock_offset_seconds": inner.clock_offset,
+            "clock_drift_ppm": inner.clock_drift_ppm,
+            "ntp_offset_seconds": inner.ntp_offset(),
             "script_running": inner.script.as_ref().is_some_and(|h| !h.is_finished()),
             "credentials": {
                 "generation": creds.generation,
@@ -202,7 +235,33 @@ impl RunningSim {
 
 /// Binds the listeners and starts serving; returns once they are bound.
 pub async fn start(listen: SocketAddr, options: SimOptions) -> Result<RunningSim, String> {
+    start_drifting(listen, options, 0.0).await
+}
+
+/// [`start`] with the SNTP answerer's clock drifting by `clock_drift_ppm` from start-up
+/// (`simulate --clock-drift`). Every option, the script included, is checked before anything
+/// is bound: an error leaves nothing listening.
+pub async fn start_drifting(
+    listen: SocketAddr,
+    options: SimOptions,
+    clock_drift_ppm: f64,
+) -> Result<RunningSim, String> {
+    let clock_drift_ppm =
+        limits::clock_drift(clock_drift_ppm).map_err(|e| format!("--clock-drift {e}"))?;
     let state = SimState::new(options)?;
+    let steps = match &state.options.script {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--script {}: {e}", path.display()))?;
+            let steps = script::parse(&text, &state.options)
+                .map_err(|e| format!("--script {}: {e}", path.display()))?;
+            Some(steps)
+        }
+        None => None,
+    };
+    if clock_drift_ppm != 0.0 {
+        state.set_clock_drift(clock_drift_ppm);
+    }
     let (shutdown, rx) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -221,11 +280,7 @@ pub async fn start(listen: SocketAddr, options: SimOptions) -> Result<RunningSim
         ntp_addr = Some(socket.local_addr().map_err(|e| e.to_string())?);
         tasks.push(tokio::spawn(ntp::serve(socket, state.clone(), rx.clone())));
     }
-    if let Some(path) = &state.options.script {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--script {}: {e}", path.display()))?;
-        let steps = script::parse(&text, &state.options)
-            .map_err(|e| format!("--script {}: {e}", path.display()))?;
+    if let Some(steps) = steps {
         script::play(state.clone(), steps);
     }
     Ok(RunningSim {
@@ -240,7 +295,7 @@ pub async fn start(listen: SocketAddr, options: SimOptions) -> Result<RunningSim
 /// `imds_exporter simulate`: runs until SIGINT/SIGTERM.
 pub async fn run(args: crate::cli::SimulateArgs) -> crate::CliResult {
     crate::logging::init(args.log.level, args.log.format);
-    let sim = start(args.listen, args.sim).await?;
+    let sim = start_drifting(args.listen, args.sim, args.clock_drift).await?;
     tracing::info!(address = %sim.addr, "IMDS simulator listening");
     if let Some(ntp) = sim.ntp_addr {
         tracing::info!(address = %ntp, "SNTP answerer listening");

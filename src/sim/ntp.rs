@@ -1,5 +1,6 @@
 //! The simulator's SNTP answerer: replies to client requests with the local clock moved by the
-//! configured offset, so clock-skew alerts can be rehearsed without touching the real clock.
+//! configured offset (plus the drift accumulated since the drift was set), so clock-skew alerts
+//! can be rehearsed without touching the real clock.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -28,7 +29,7 @@ pub async fn serve(socket: UdpSocket, state: Arc<SimState>, mut shutdown: watch:
         let reply = crate::probe::ntp::server_reply(
             &buf[..n],
             SystemTime::now(),
-            state.clock_offset(),
+            state.ntp_offset(),
             STRATUM,
         );
         match reply {

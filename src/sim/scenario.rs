@@ -72,10 +72,42 @@ pub enum Scenario {
     RotateLate { lead: Duration },
     /// The credentials body is not JSON.
     Malformed,
-    /// The credentials body is cut in the middle.
-    Truncated,
+    /// The credentials body is cut: a short body (`mode=body`) or a transfer cut short
+    /// (`mode=transfer`).
+    Truncated { mode: TruncateMode },
     /// A multi-megabyte credentials body.
     Huge,
+}
+
+/// How `truncated` cuts the credentials document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TruncateMode {
+    /// A complete, well-framed HTTP response whose body is the first third of the document
+    /// (`Content-Length` says so): the body itself is short.
+    Body,
+    /// `Content-Length` announces the whole document, about a third of it is sent, then the
+    /// connection is closed: a transfer cut mid-way.
+    Transfer,
+}
+
+impl TruncateMode {
+    /// Every mode, the default first.
+    pub const NAMES: [&str; 2] = ["body", "transfer"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TruncateMode::Body => "body",
+            TruncateMode::Transfer => "transfer",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "body" => Some(TruncateMode::Body),
+            "transfer" => Some(TruncateMode::Transfer),
+            _ => None,
+        }
+    }
 }
 
 impl Scenario {
@@ -99,7 +131,7 @@ impl Scenario {
             Scenario::Stale => "stale",
             Scenario::RotateLate { .. } => "rotate-late",
             Scenario::Malformed => "malformed",
-            Scenario::Truncated => "truncated",
+            Scenario::Truncated { .. } => "truncated",
             Scenario::Huge => "huge",
         }
     }
@@ -113,6 +145,7 @@ impl Scenario {
             Scenario::Jitter { p50, p99 } => serde_json::json!({ "p50": d(p50), "p99": d(p99) }),
             Scenario::Expiring { in_ } => serde_json::json!({ "in": d(in_) }),
             Scenario::RotateLate { lead } => serde_json::json!({ "lead": d(lead) }),
+            Scenario::Truncated { mode } => serde_json::json!({ "mode": mode.name() }),
             _ => serde_json::json!({}),
         }
     }
@@ -139,6 +172,7 @@ impl Scenario {
             "jitter" => &["p50", "p99"],
             "expiring" => &["in"],
             "rotate-late" => &["lead"],
+            "truncated" => &["mode"],
             _ => &[],
         };
         if let Some(unknown) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -209,7 +243,17 @@ impl Scenario {
                 Scenario::RotateLate { lead }
             }
             "malformed" => Scenario::Malformed,
-            "truncated" => Scenario::Truncated,
+            "truncated" => Scenario::Truncated {
+                mode: match params.get("mode") {
+                    Some(v) => TruncateMode::parse(v).ok_or_else(|| {
+                        format!(
+                            "mode={v:?}: expected one of {}",
+                            TruncateMode::NAMES.join(", ")
+                        )
+                    })?,
+                    None => TruncateMode::Body,
+                },
+            },
             "huge" => Scenario::Huge,
             other => {
                 return Err(format!(
@@ -352,6 +396,33 @@ mod tests {
         let short = SimOptions::from_flags(&["--rotate-every", "10s", "--lifetime", "1m"]);
         let err = Scenario::parse("rotate-late", &HashMap::new(), &short).unwrap_err();
         assert!(err.contains("--lifetime (1m)"), "{err}");
+    }
+
+    #[test]
+    fn truncated_cuts_the_body_by_default_and_takes_a_transfer_mode() {
+        let body = Scenario::Truncated {
+            mode: TruncateMode::Body,
+        };
+        assert_eq!(parse("truncated", &[]).unwrap(), body);
+        assert_eq!(parse("truncated", &[("mode", "body")]).unwrap(), body);
+        assert_eq!(body.params(), serde_json::json!({ "mode": "body" }));
+        let transfer = parse("truncated?mode=transfer", &[]).unwrap();
+        assert_eq!(
+            transfer,
+            Scenario::Truncated {
+                mode: TruncateMode::Transfer
+            }
+        );
+        assert_eq!(transfer.params(), serde_json::json!({ "mode": "transfer" }));
+        for bad in ["chunked", "", "Transfer"] {
+            let err = parse("truncated", &[("mode", bad)]).unwrap_err();
+            assert!(
+                err.starts_with("mode=") && err.ends_with("expected one of body, transfer"),
+                "{bad:?}: {err}"
+            );
+        }
+        let err = parse("truncated", &[("cut", "transfer")]).unwrap_err();
+        assert!(err.contains("[\"mode\"]"), "{err}");
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub fn router(state: Arc<SimState>) -> Router {
             "/_sim/clock-offset/{seconds}",
             post(super::control::clock_offset),
         )
+        .route("/_sim/clock-drift/{ppm}", post(super::control::clock_drift))
         .fallback(super::imds::handle)
         .with_state(state)
 }

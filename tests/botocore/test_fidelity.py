@@ -515,6 +515,7 @@ def test_botocore_resolves_credentials_in(sim, scenario):
         "code-error",
         "malformed",
         "truncated",
+        "truncated?mode=transfer",
     ],
 )
 def test_botocore_gets_no_credentials_in(sim, scenario):
@@ -522,6 +523,59 @@ def test_botocore_gets_no_credentials_in(sim, scenario):
     creds, elapsed = resolve()
     assert creds is None
     assert elapsed < SLOW_MACHINE_SLACK
+
+
+def test_truncated_transfer_announces_the_whole_document_and_closes_after_a_third(sim):
+    token = sim.token()
+    status, _, role = sim.request("GET", CREDS_PATH, {TOKEN_HEADER: token})
+    assert status == 200
+    path = CREDS_PATH + role.splitlines()[0]
+    status, _, full = sim.request("GET", path, {TOKEN_HEADER: token})
+    assert status == 200
+    full = full.encode()
+
+    sim.switch("truncated")  # the default, mode=body: a short but complete response
+    status, headers, body = sim.request("GET", path, {TOKEN_HEADER: token})
+    assert status == 200
+    assert int(headers["content-length"]) == len(full) // 3
+    assert body.encode() == full[: len(full) // 3]
+
+    sim.switch("truncated?mode=transfer")
+    conn = http.client.HTTPConnection(sim.host, sim.port, timeout=10)
+    try:
+        conn.request("GET", path, headers={TOKEN_HEADER: token})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert int(resp.getheader("Content-Length")) == len(full)
+        with pytest.raises(http.client.IncompleteRead) as cut:
+            resp.read()
+        assert cut.value.partial == full[: len(full) // 3]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_truncated_transfer_is_a_short_body_to_botocore_invalid_json_retried_then_no_credentials(
+    sim, monkeypatch, caplog, attempts
+):
+    """botocore sends IMDS requests with urllib3's enforce_content_length=False (httpsession.py),
+    so a connection closed before the announced Content-Length is not an error to it: it takes
+    the third it got as the whole body, finds invalid JSON and retries (up to NUM_ATTEMPTS), then
+    has no credentials. The same path as `truncated` (mode=body); never a ConnectionClosedError."""
+    monkeypatch.setenv("AWS_METADATA_SERVICE_NUM_ATTEMPTS", str(attempts))
+    sim.switch("truncated?mode=transfer")
+    before = sim.count("credentials", "200")
+    caplog.set_level(logging.DEBUG, logger="botocore.utils")
+    creds, elapsed = resolve()
+    assert creds is None
+    assert elapsed < SLOW_MACHINE_SLACK
+    # Each attempt got the head (200) and a third of the body.
+    assert sim.count("credentials", "200") == before + attempts
+    messages = [r.getMessage() for r in caplog.records]
+    invalid = [m for m in messages if "returned invalid json response" in m and CREDS_PATH in m]
+    assert len(invalid) == attempts, messages
+    assert not any("Caught retryable HTTP exception" in m for m in messages), messages
+    assert any("Max number of attempts exceeded" in m for m in messages), messages
 
 
 def test_slow_answers_beyond_one_second_are_timeouts_for_botocore(sim):
@@ -662,3 +716,28 @@ def test_clock_offset_is_reflected_in_the_state(sim):
         assert sim.state()["clock_offset_seconds"] == 2.5
     finally:
         sim.control("POST", "/_sim/clock-offset/0")
+
+
+def test_clock_drift_is_reflected_in_the_state_and_bounded(sim):
+    try:
+        status, doc = sim.control("POST", "/_sim/clock-drift/500")
+        assert status == 200 and doc == {"clock_drift_ppm": 500}
+        state = sim.state()
+        assert state["clock_drift_ppm"] == 500
+        assert state["clock_offset_seconds"] == 0
+        assert state["ntp_offset_seconds"] >= 0
+        for bad in ["100001", "-1e6", "nan", "fast"]:
+            status, doc = sim.control("POST", f"/_sim/clock-drift/{bad}")
+            assert status == 400 and "clock drift" in doc["error"], bad
+        assert sim.state()["clock_drift_ppm"] == 500
+    finally:
+        sim.control("POST", "/_sim/clock-drift/0")
+
+
+def test_an_unknown_truncated_mode_is_a_400_listing_the_valid_ones(sim):
+    status, doc = sim.control("POST", "/_sim/scenario/truncated?mode=chunked")
+    assert status == 400
+    assert doc["error"] == 'mode="chunked": expected one of body, transfer'
+    assert sim.scenario() == "healthy"
+    assert sim.switch("truncated")["params"] == {"mode": "body"}
+    assert sim.switch("truncated?mode=transfer")["params"] == {"mode": "transfer"}
