@@ -49,7 +49,10 @@ impl ExporterConfig {
         vec![
             ("web.listen-address", self.listen.to_string()),
             ("web.telemetry-path", self.telemetry_path.clone()),
-            ("imds.endpoint", self.imds.endpoint.clone()),
+            (
+                "imds.endpoint",
+                crate::probe::imds::redacted_endpoint(&self.imds.endpoint),
+            ),
             ("imds.interval", d(self.imds_interval)),
             ("imds.timeout", d(self.imds.timeout)),
             (
@@ -167,7 +170,8 @@ pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
     }));
     // NODE_NAME comes from the downward API in the DaemonSet: it ties this log to its node.
     let node = std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty());
-    tracing::info!(address = %addr, endpoint = %config.imds.endpoint, interval = ?config.imds_interval, node = node.as_deref(), "imds_exporter listening");
+    let endpoint = crate::probe::imds::redacted_endpoint(&config.imds.endpoint);
+    tracing::info!(address = %addr, endpoint = %endpoint, interval = ?config.imds_interval, node = node.as_deref(), "imds_exporter listening");
     Ok(RunningExporter {
         addr,
         metrics,

@@ -131,13 +131,21 @@ fn logged_endpoint(env: Option<&str>, args: &[&str]) -> String {
     }
     let mut child = cmd.spawn().expect("the binary runs");
     let stderr = BufReader::new(child.stderr.take().unwrap());
-    let line = stderr
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.contains("imds_exporter listening"));
+    // Read on a thread, so a binary that never logs the line fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let line = stderr
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.contains("imds_exporter listening"));
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(20));
     let _ = child.kill();
     let _ = child.wait();
-    let line = line.expect("the start-up line is logged");
+    let line = line
+        .expect("the start-up line within 20s")
+        .expect("the start-up line is logged");
     line.split_whitespace()
         .find_map(|f| f.strip_prefix("endpoint="))
         .unwrap_or_else(|| panic!("no endpoint= in {line}"))

@@ -193,7 +193,8 @@ async fn truncated_modes_are_reported_and_an_unknown_one_is_a_400_listing_the_va
 }
 
 /// How far one loopback SNTP measurement may be off: half a round trip on a busy machine.
-const SLACK: f64 = 0.02;
+// Loopback SNTP error is at most half a round trip; generous for a loaded 2-core machine.
+const SLACK: f64 = 0.05;
 
 /// One SNTP query of the simulator's answerer, with the monotonic time it was made at (the
 /// middle of the exchange).

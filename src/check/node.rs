@@ -34,7 +34,7 @@ pub fn ntp_offset(results: &[NtpObservation]) -> Option<f64> {
     }
     offsets.sort_by(f64::total_cmp);
     let mid = offsets.len() / 2;
-    Some(if offsets.len() % 2 == 0 {
+    Some(if offsets.len().is_multiple_of(2) {
         (offsets[mid - 1] + offsets[mid]) / 2.0
     } else {
         offsets[mid]

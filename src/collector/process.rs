@@ -148,10 +148,10 @@ fn read_stat(file: Option<&File>, clock_ticks: f64, page_size: f64) -> Option<Pr
 /// costs a dentry per descriptor: a third of a scrape's CPU with 30 connections open).
 fn open_fds(dir: Option<&Mutex<File>>) -> Option<f64> {
     let dir = dir?.lock().ok()?;
-    if let Ok(meta) = dir.metadata() {
-        if meta.len() > 0 {
-            return Some(meta.len() as f64);
-        }
+    if let Ok(meta) = dir.metadata()
+        && meta.len() > 0
+    {
+        return Some(meta.len() as f64);
     }
     let fd = dir.as_raw_fd();
     // SAFETY: `fd` is an open directory owned by `dir`, which the lock keeps alive and to

@@ -137,7 +137,24 @@ impl ImdsRun {
     }
 }
 
-/// Errors that stop start-up: a bad endpoint.
+/// The endpoint as it may be shown (logs, the landing page, errors): user information, if a
+/// URL carries any, is replaced by `***` (IMDS takes none, but a password must never be printed).
+pub fn redacted_endpoint(endpoint: &str) -> String {
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let authority = match authority.rfind('@') {
+        Some(at) => format!("***@{}", &authority[at + 1..]),
+        None => authority.to_string(),
+    };
+    let scheme = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    format!("{scheme}{authority}{path}")
+}
+
+/// Errors that stop start-up: a bad endpoint (shown redacted).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("--imds.endpoint {0:?} must be an http:// URL such as http://169.254.169.254")]
@@ -160,13 +177,13 @@ impl ImdsProber {
     pub fn new(mut config: ImdsConfig) -> Result<Self, ConfigError> {
         let endpoint = config.endpoint.trim_end_matches('/').to_string();
         let url = reqwest::Url::parse(&endpoint)
-            .map_err(|_| ConfigError::Endpoint(config.endpoint.clone()))?;
+            .map_err(|_| ConfigError::Endpoint(redacted_endpoint(&config.endpoint)))?;
         if url.scheme() != "http" || url.host().is_none() || url.path() != "/" {
-            return Err(ConfigError::Endpoint(config.endpoint.clone()));
+            return Err(ConfigError::Endpoint(redacted_endpoint(&config.endpoint)));
         }
         config.endpoint = endpoint;
-        let target =
-            Target::from_url(&url).ok_or_else(|| ConfigError::Endpoint(config.endpoint.clone()))?;
+        let target = Target::from_url(&url)
+            .ok_or_else(|| ConfigError::Endpoint(redacted_endpoint(&config.endpoint)))?;
         Ok(Self {
             config,
             target,
@@ -551,6 +568,29 @@ fn record_error(run: &mut ImdsRun, phase: Phase, error: RequestError) -> Reason 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn endpoints_are_shown_without_user_information() {
+        for (given, shown) in [
+            ("http://169.254.169.254", "http://169.254.169.254"),
+            (
+                "http://user:s3cret@127.0.0.1:1338",
+                "http://***@127.0.0.1:1338",
+            ),
+            ("http://a@b@127.0.0.1/x@y", "http://***@127.0.0.1/x@y"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(super::redacted_endpoint(given), shown);
+        }
+        let err = ImdsProber::new(ImdsConfig {
+            endpoint: "https://user:s3cret@127.0.0.1".into(),
+            timeout: Duration::from_secs(1),
+            token_ttl_seconds: 60,
+        })
+        .err()
+        .expect("https is refused");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
     use super::*;
 
     fn config(endpoint: &str) -> ImdsConfig {
