@@ -27,6 +27,7 @@ pub async fn run(args: DemoArgs) -> crate::CliResult {
         return Err("--imds.interval must be greater than 0".into());
     }
     options.validate()?;
+    let stop = crate::shutdown_signal();
     let sim = crate::sim::start(loopback, options).await?;
     let exporter = crate::exporter::start(ExporterConfig {
         listen: args.listen_address,
@@ -65,7 +66,7 @@ pub async fn run(args: DemoArgs) -> crate::CliResult {
     println!("  curl -s {metrics} | grep -E '^imds_(ntp|clock)_'");
     println!("Scenarios: {}", crate::sim::scenario::NAMES.join(", "));
     println!("Press Ctrl-C to stop.");
-    crate::shutdown_signal().await;
+    stop.await;
     exporter.shutdown().await;
     sim.shutdown().await;
     Ok(())

@@ -367,8 +367,9 @@ fn log_imds_run(run: &ImdsRun, last_failure: &mut Option<Option<crate::probe::Re
 pub async fn run(args: crate::cli::ExporterArgs) -> crate::CliResult {
     crate::logging::init(args.log.level, args.log.format);
     let config = args.config()?;
+    let stop = crate::shutdown_signal();
     let exporter = start(config).await?;
-    crate::shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     exporter.shutdown().await;
     Ok(())

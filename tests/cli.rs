@@ -114,7 +114,6 @@ fn help_lists_every_flag() {
 /// The `endpoint=` of the exporter's start-up log line, run with `env` and `args` (loopback
 /// only: nothing listens on port 9, so the probe fails fast and harmlessly).
 fn logged_endpoint(env: Option<&str>, args: &[&str]) -> String {
-    use std::io::{BufRead, BufReader};
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imds_exporter"));
     cmd.args([
         "--web.listen-address",
@@ -123,13 +122,21 @@ fn logged_endpoint(env: Option<&str>, args: &[&str]) -> String {
     ])
     .args(args)
     .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-    .env_remove("IMDS_EXPORTER_IMDS_ENDPOINT")
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped());
+    .env_remove("IMDS_EXPORTER_IMDS_ENDPOINT");
     if let Some(value) = env {
         cmd.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", value);
     }
-    let mut child = cmd.spawn().expect("the binary runs");
+    first_log_endpoint(cmd)
+}
+
+/// Runs `cmd` until it logs that it listens, and returns that line's `endpoint=`.
+fn first_log_endpoint(mut cmd: Command) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
     let stderr = BufReader::new(child.stderr.take().unwrap());
     // Read on a thread, so a binary that never logs the line fails the test instead of hanging it.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -165,4 +172,60 @@ fn the_sdks_endpoint_variable_is_honoured_unless_the_flag_is_given() {
         ),
         "http://127.0.0.2:9"
     );
+}
+
+#[test]
+fn an_environment_twin_sets_its_flag() {
+    // IMDS_EXPORTER_IMDS_ENDPOINT is --imds.endpoint's twin, and wins over the SDKs' variable.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imds_exporter"));
+    cmd.args([
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--collector.ntp=false",
+    ])
+    .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+    .env("IMDS_EXPORTER_IMDS_ENDPOINT", "http://127.0.0.3:9");
+    assert_eq!(first_log_endpoint(cmd), "http://127.0.0.3:9");
+}
+
+#[test]
+fn sigint_shuts_the_exporter_down_gracefully() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imds_exporter"))
+        .args([
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--collector.ntp=false",
+            "--imds.endpoint",
+            "http://127.0.0.1:9",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("imds_exporter listening") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "exited before listening"
+        );
+    }
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 10s after SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status after SIGINT: {status:?}");
 }

@@ -274,3 +274,27 @@ fn the_readme_metric_table_lists_every_metric() {
         );
     }
 }
+
+#[test]
+fn the_simulator_docs_describe_every_scenario() {
+    let docs = std::fs::read_to_string("docs/simulator.md").unwrap();
+    let table = docs
+        .split("| scenario (params) |")
+        .nth(1)
+        .expect("docs/simulator.md has the scenario table");
+    let mut documented: Vec<&str> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with("| `"))
+        .filter_map(|l| l.split('`').nth(1))
+        .map(|s| s.split('?').next().unwrap())
+        .collect();
+    documented.sort_unstable();
+    documented.dedup();
+    let mut names = imds_exporter::sim::scenario::NAMES.to_vec();
+    names.sort_unstable();
+    assert_eq!(
+        documented, names,
+        "one row per scenario in docs/simulator.md"
+    );
+}

@@ -18,6 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 KUSTOMIZATIONS = {
     "base": "deploy/kubernetes/base",
     "pod-network": "deploy/kubernetes/overlays/pod-network",
+    "without-operator": "deploy/kubernetes/overlays/without-operator",
 }
 PORT = 19254
 UID = 65532

@@ -18,6 +18,11 @@ use serde::Deserialize;
 /// able to blow up the exposition).
 pub const MAX_LABEL_LEN: usize = 128;
 
+/// Longest instance profile ARN kept whole: `arn:aws:iam::<account>:instance-profile/` plus an
+/// IAM path (up to 512 characters) and a name (up to 128). Cutting real ARNs at 128 would let two
+/// profiles with long paths share a label value.
+pub const MAX_ARN_LEN: usize = 1024;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
     /// Not JSON. Only serde's category and position are kept: its messages can quote input.
@@ -70,10 +75,11 @@ fn parse_timestamp(field: &'static str, value: &str) -> Result<DateTime<Utc>, Pa
 
 /// Cuts a value from IMDS to a safe label: printable, no control characters, bounded length.
 pub fn label_value(raw: &str) -> String {
-    raw.chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_LABEL_LEN)
-        .collect()
+    bounded_label_value(raw, MAX_LABEL_LEN)
+}
+
+fn bounded_label_value(raw: &str, max: usize) -> String {
+    raw.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
 /// The role name from `GET /latest/meta-data/iam/security-credentials/`: the first line, as the
@@ -191,7 +197,7 @@ pub fn parse_info(body: &[u8]) -> Result<InstanceProfile, ParseError> {
         .instance_profile_arn
         .ok_or(ParseError::MissingField("InstanceProfileArn"))?;
     Ok(InstanceProfile {
-        arn: label_value(&arn),
+        arn: bounded_label_value(&arn, MAX_ARN_LEN),
     })
 }
 
@@ -391,6 +397,14 @@ mod tests {
         let long = "x".repeat(1000);
         assert_eq!(label_value(&long).len(), MAX_LABEL_LEN);
         assert_eq!(label_value("a\nb\u{0}c"), "abc");
+        // A real ARN with a long IAM path is kept whole; a hostile one is still bounded.
+        let path = "p/".repeat(250);
+        let arn = format!("arn:aws:iam::123456789012:instance-profile/{path}name");
+        assert_eq!(bounded_label_value(&arn, MAX_ARN_LEN), arn);
+        assert_eq!(
+            bounded_label_value(&"x".repeat(5000), MAX_ARN_LEN).len(),
+            MAX_ARN_LEN
+        );
     }
 
     #[test]

@@ -295,6 +295,7 @@ pub async fn start_drifting(
 /// `imds_exporter simulate`: runs until SIGINT/SIGTERM.
 pub async fn run(args: crate::cli::SimulateArgs) -> crate::CliResult {
     crate::logging::init(args.log.level, args.log.format);
+    let stop = crate::shutdown_signal();
     let sim = start_drifting(args.listen, args.sim, args.clock_drift).await?;
     tracing::info!(address = %sim.addr, "IMDS simulator listening");
     if let Some(ntp) = sim.ntp_addr {
@@ -309,7 +310,7 @@ pub async fn run(args: crate::cli::SimulateArgs) -> crate::CliResult {
         sim.endpoint(),
         sim.endpoint()
     );
-    crate::shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     sim.shutdown().await;
     Ok(())
