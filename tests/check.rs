@@ -452,7 +452,7 @@ async fn server_errors_fail_with_a_retry_advice() {
         &[
             "HTTP 50",
             "server error",
-            "one attempt (AWS_METADATA_SERVICE_NUM_ATTEMPTS not set)",
+            "one attempt (AWS_METADATA_SERVICE_NUM_ATTEMPTS not set, nor metadata_service_num_attempts in profile [default])",
             "stop and start",
         ],
     );
@@ -1244,6 +1244,535 @@ fn imds_switches_and_endpoint_overrides() {
         assert_eq!(e.status, status, "{pairs:?}: {text}");
         assert!(text.contains(needle), "{pairs:?}: {text}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The IMDS settings in the shared config file: botocore 1.44 (`configprovider.py`,
+// `BOTOCORE_DEFAUT_SESSION_VARIABLES`) reads each as the variable if set at all (even empty),
+// else the active profile's key (the credentials file's over the config file's), else the
+// default. The resolutions asserted below were checked with the real botocore
+// (`Session().get_config_variable(...)`, `utils.resolve_imds_endpoint_mode`).
+// ---------------------------------------------------------------------------------------------
+
+/// The text of a check: value, cause and fix.
+fn all_text(c: &check::Check) -> String {
+    format!(
+        "{}\n{}\n{}",
+        c.value,
+        c.cause.as_deref().unwrap_or(""),
+        c.fix.as_deref().unwrap_or("")
+    )
+}
+
+#[track_caller]
+fn expect_env(checks: &[check::Check], id: CheckId, status: Status, needles: &[&str]) {
+    let c = env_check(checks, id);
+    let text = all_text(c);
+    assert_eq!(c.status, status, "{}: {text}", id.as_str());
+    for n in needles {
+        assert!(text.contains(n), "{}: {n:?} not in:\n{text}", id.as_str());
+    }
+}
+
+#[tokio::test]
+async fn the_sdk_timeout_and_attempts_from_the_profile_shape_the_latency_verdict() {
+    let sim = start("slow?delay=1200ms").await;
+    let home = TempDir::new("profile-timeout");
+    // configparser's `:` delimiter and any key case are botocore's too.
+    let file = home.write(
+        ".aws/config",
+        "[default]\nmetadata_service_timeout = 1\nmetadata_service_num_attempts = 2\n\n\
+         [profile patient]\nmetadata_service_timeout: 2\nMetadata_Service_Num_Attempts = 3\n",
+    );
+    let at = |p: &str| format!("from profile [{p}] in {}", file.display());
+    let mut c = config(&sim);
+    // Room above the 1.2 s answers: they must be measured.
+    c.imds_timeout = Duration::from_secs(3);
+    c.home = Some(home.path().to_path_buf());
+
+    // The default profile: 1 s and 2 attempts, both from the file; every answer takes 1.2 s.
+    let report = run(&c).await;
+    let both = format!(
+        "metadata_service_timeout=1 and metadata_service_num_attempts=2 {}",
+        at("default")
+    );
+    expect(
+        &report,
+        CheckId::ImdsLatency,
+        Status::Fail,
+        &[
+            "SDK timeout 1s, 2 attempts",
+            &format!("(1 s per attempt, 2 attempts; set by {both})"),
+            "further attempts help only if a later answer comes sooner",
+            "AWS_METADATA_SERVICE_NUM_ATTEMPTS=3",
+            &format!(
+                "The variables take precedence over metadata_service_timeout and \
+                 metadata_service_num_attempts {}",
+                at("default")
+            ),
+        ],
+    );
+    let latency = get(&report, CheckId::ImdsLatency);
+    assert!(
+        suggested_timeout(latency.fix.as_deref().unwrap()) as f64 > slowest_seconds(&latency.value)
+    );
+    expect(
+        &report,
+        CheckId::SdkImdsTimeout,
+        Status::Ok,
+        &[&format!(
+            "metadata_service_timeout=1, metadata_service_num_attempts=2 {}: botocore waits 1 s \
+             per IMDS request, 2 attempts",
+            at("default")
+        )],
+    );
+
+    // The profile AWS_PROFILE selects: 2 s, within botocore's wait, beyond Go's 500 ms.
+    c.env = vars(&[("AWS_PROFILE", "patient")]);
+    let report = run(&c).await;
+    sim.shutdown().await;
+    expect(
+        &report,
+        CheckId::ImdsLatency,
+        Status::Warn,
+        &["SDK timeout 2s, 3 attempts", "Go SDK v2"],
+    );
+    expect(
+        &report,
+        CheckId::SdkImdsTimeout,
+        Status::Ok,
+        &[&format!(
+            "metadata_service_timeout=2, metadata_service_num_attempts=3 {}: botocore waits 2 s \
+             per IMDS request, 3 attempts",
+            at("patient")
+        )],
+    );
+}
+
+#[tokio::test]
+async fn the_endpoint_from_the_profile_is_probed_and_judged() {
+    const SECRET: &str = "ProfileEndpointPw";
+    let sim = start("imdsv2-only").await;
+    let home = TempDir::new("profile-endpoint");
+    let file = home.write(
+        ".aws/config",
+        &format!(
+            "[default]\nec2_metadata_service_endpoint = http://imdsuser:{SECRET}@{}\n",
+            sim.addr
+        ),
+    );
+    let at = format!("from profile [default] in {}", file.display());
+    let mut c = config(&sim);
+    c.imds_endpoint = None;
+    c.home = Some(home.path().to_path_buf());
+
+    // What SDKs here use is what the check probes.
+    let report = run(&c).await;
+    assert!(report.imds_probed);
+    expect(
+        &report,
+        CheckId::ImdsReachable,
+        Status::Ok,
+        &[&format!("TCP connect to http://***@{}", sim.addr)],
+    );
+    expect(&report, CheckId::ImdsCredentials, Status::Ok, &[]);
+    expect(
+        &report,
+        CheckId::SdkImdsEndpoint,
+        Status::Warn,
+        &[
+            &format!(
+                "ec2_metadata_service_endpoint=http://***@{} {at}: SDKs send IMDS requests there",
+                sim.addr
+            ),
+            "The profile setting replaces 169.254.169.254 for every SDK that reads profile [default]",
+            &format!("If it is not intended, delete ec2_metadata_service_endpoint {at}."),
+        ],
+    );
+    for text in [
+        check::report::human(&report, false, false),
+        check::report::json(&report, false),
+    ] {
+        assert!(
+            !text.contains(SECRET) && !text.contains("imdsuser"),
+            "{text}"
+        );
+    }
+
+    // One the check cannot probe: skipped, naming the profile's key.
+    home.write(
+        ".aws/config",
+        "[default]\nec2_metadata_service_endpoint = https://127.0.0.1:9\n",
+    );
+    let report = run(&c).await;
+    assert!(!report.imds_probed);
+    expect(
+        &report,
+        CheckId::ImdsReachable,
+        Status::Skip,
+        &[&format!(
+            "not probed: ec2_metadata_service_endpoint=\"https://127.0.0.1:9\" {at}: this check \
+             speaks plain http:// only"
+        )],
+    );
+    expect(
+        &report,
+        CheckId::ImdsToken,
+        Status::Skip,
+        &[&format!(
+            "not probed: ec2_metadata_service_endpoint {at} is not an endpoint this check can probe"
+        )],
+    );
+    expect(
+        &report,
+        CheckId::SdkImdsEndpoint,
+        Status::Warn,
+        &[
+            "https://127.0.0.1:9",
+            "not probed: this check speaks plain http:// only",
+        ],
+    );
+    let human = check::report::human(&report, false, false);
+    assert!(
+        human.starts_with(&format!(
+            "imds_exporter check: IMDS not probed (ec2_metadata_service_endpoint=\"https://127.0.0.1:9\" {at}), NTP "
+        )),
+        "{human}"
+    );
+
+    // The variable overrides the profile: probed, and the profile's value is named.
+    c.env = vars(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &sim.endpoint())]);
+    let report = run(&c).await;
+    let endpoint = sim.endpoint();
+    sim.shutdown().await;
+    assert!(report.imds_probed);
+    assert_eq!(report.imds_endpoint, endpoint);
+    expect(&report, CheckId::ImdsCredentials, Status::Ok, &[]);
+    expect(
+        &report,
+        CheckId::SdkImdsEndpoint,
+        Status::Warn,
+        &[
+            &format!("AWS_EC2_METADATA_SERVICE_ENDPOINT={endpoint}: SDKs send IMDS requests there"),
+            &format!("(overrides ec2_metadata_service_endpoint=https://127.0.0.1:9 {at})"),
+            "$ unset AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        ],
+    );
+}
+
+#[test]
+fn variables_override_the_profile_and_the_profile_overrides_the_defaults() {
+    let home = TempDir::new("profile-precedence");
+    let file = home.write(
+        ".aws/config",
+        "[default]\nmetadata_service_timeout = 5\nmetadata_service_num_attempts = 4\n\
+         ec2_metadata_service_endpoint = http://imds.internal:8080\nec2_metadata_v1_disabled = true\n\n\
+         [profile v6]\nec2_metadata_service_endpoint_mode = IPv6\n\n\
+         [profile badmode]\nec2_metadata_service_endpoint = http://169.254.169.254\n\
+         ec2_metadata_service_endpoint_mode = ipv5\n",
+    );
+    let h = Some(home.path());
+    let at = |p: &str| format!("from profile [{p}] in {}", file.display());
+    let settings = |pairs: &[(&str, &str)]| {
+        let v = vars(pairs);
+        env::SdkSettings::from_env(&env::EnvView::new(&v, h))
+    };
+
+    // Nothing in the environment: every setting from the profile.
+    let s = settings(&[]);
+    assert_eq!(
+        (s.timeout, s.attempts, s.v1_disabled),
+        (Duration::from_secs(5), 4, true)
+    );
+    assert_eq!(
+        env::resolve_imds_endpoint(None, &s),
+        "http://imds.internal:8080"
+    );
+    let c = env_checks(&[], h);
+    expect_env(
+        &c,
+        CheckId::SdkImdsTimeout,
+        Status::Ok,
+        &[&format!(
+            "metadata_service_timeout=5, metadata_service_num_attempts=4 {}: botocore waits 5 s \
+             per IMDS request, 4 attempts",
+            at("default")
+        )],
+    );
+    expect_env(
+        &c,
+        CheckId::SdkImdsEndpoint,
+        Status::Warn,
+        &[&format!(
+            "ec2_metadata_service_endpoint=http://imds.internal:8080 {}: SDKs send IMDS requests there",
+            at("default")
+        )],
+    );
+    expect_env(
+        &c,
+        CheckId::SdkImdsV1Disabled,
+        Status::Ok,
+        &[&format!(
+            "ec2_metadata_v1_disabled=true {}: SDKs never fall back",
+            at("default")
+        )],
+    );
+    // The proxy check judges the host SDKs use: the profile's.
+    let c = env_checks(
+        &[
+            ("HTTP_PROXY", "http://proxy:3128"),
+            ("NO_PROXY", "169.254.169.254"),
+        ],
+        h,
+    );
+    expect_env(
+        &c,
+        CheckId::SdkProxy,
+        Status::Warn,
+        &["NO_PROXY=imds.internal,"],
+    );
+
+    // The variables win, each over its key; the rest still comes from the profile.
+    let pairs = [
+        ("AWS_METADATA_SERVICE_TIMEOUT", "2"),
+        (
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            "http://169.254.169.254",
+        ),
+        ("AWS_EC2_METADATA_V1_DISABLED", "false"),
+    ];
+    let s = settings(&pairs);
+    assert_eq!(
+        (s.timeout, s.attempts, s.v1_disabled),
+        (Duration::from_secs(2), 4, false)
+    );
+    assert_eq!(
+        env::resolve_imds_endpoint(None, &s),
+        "http://169.254.169.254"
+    );
+    let c = env_checks(&pairs, h);
+    expect_env(
+        &c,
+        CheckId::SdkImdsTimeout,
+        Status::Ok,
+        &[&format!(
+            "AWS_METADATA_SERVICE_TIMEOUT=2 (overrides metadata_service_timeout=5 {}), \
+             metadata_service_num_attempts=4 {}: botocore waits 2 s per IMDS request, 4 attempts",
+            at("default"),
+            at("default")
+        )],
+    );
+    expect_env(
+        &c,
+        CheckId::SdkImdsEndpoint,
+        Status::Ok,
+        &[&format!(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://169.254.169.254: the standard endpoint \
+             (overrides ec2_metadata_service_endpoint=http://imds.internal:8080 {})",
+            at("default")
+        )],
+    );
+    expect_env(
+        &c,
+        CheckId::SdkImdsV1Disabled,
+        Status::Ok,
+        &[&format!(
+            "AWS_EC2_METADATA_V1_DISABLED=\"false\": not \"true\"; SDKs fall back to IMDSv1 when \
+             the token request fails (overrides ec2_metadata_v1_disabled=true {})",
+            at("default")
+        )],
+    );
+
+    // Set but empty still counts for botocore (`name in os.environ`) and hides the profile.
+    let pairs = [
+        ("AWS_METADATA_SERVICE_TIMEOUT", ""),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", ""),
+        ("AWS_EC2_METADATA_V1_DISABLED", ""),
+    ];
+    let s = settings(&pairs);
+    assert!(!s.v1_disabled);
+    assert_eq!(
+        env::resolve_imds_endpoint(None, &s),
+        "http://169.254.169.254"
+    );
+    let c = env_checks(&pairs, h);
+    let ignores = |key: &str, v: &str| {
+        format!(
+            "(set but empty: botocore still takes it and ignores {key}={v} {}",
+            at("default")
+        )
+    };
+    expect_env(
+        &c,
+        CheckId::SdkImdsTimeout,
+        Status::Fail,
+        &[
+            &format!(
+                "AWS_METADATA_SERVICE_TIMEOUT=\"\" {}",
+                ignores("metadata_service_timeout", "5")
+            ),
+            "AWS_METADATA_SERVICE_TIMEOUT is set but empty",
+            "ValueError",
+            "$ export AWS_METADATA_SERVICE_TIMEOUT=2",
+        ],
+    );
+    expect_env(
+        &c,
+        CheckId::SdkImdsEndpoint,
+        Status::Ok,
+        &[
+            &format!(
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT=\"\" {}",
+                ignores("ec2_metadata_service_endpoint", "http://imds.internal:8080")
+            ),
+            "; SDKs use http://169.254.169.254",
+        ],
+    );
+    expect_env(
+        &c,
+        CheckId::SdkImdsV1Disabled,
+        Status::Ok,
+        &[
+            "AWS_EC2_METADATA_V1_DISABLED=\"\": not \"true\"",
+            &ignores("ec2_metadata_v1_disabled", "true"),
+        ],
+    );
+
+    // The profile is botocore's: AWS_DEFAULT_PROFILE before AWS_PROFILE.
+    let c = env_checks(
+        &[("AWS_DEFAULT_PROFILE", "v6"), ("AWS_PROFILE", "default")],
+        h,
+    );
+    expect_env(
+        &c,
+        CheckId::SdkImdsEndpoint,
+        Status::Warn,
+        &[
+            &format!(
+                "ec2_metadata_service_endpoint_mode=IPv6 {}: SDKs use http://[fd00:ec2::254]",
+                at("v6")
+            ),
+            &format!("Delete ec2_metadata_service_endpoint_mode {}.", at("v6")),
+        ],
+    );
+    expect_env(
+        &c,
+        CheckId::SdkImdsTimeout,
+        Status::Ok,
+        &["not set, nor in profile [v6]: botocore waits 1 s per IMDS request, 1 attempt"],
+    );
+    // botocore validates the mode even next to an endpoint.
+    let c = env_checks(&[("AWS_PROFILE", "badmode")], h);
+    expect_env(
+        &c,
+        CheckId::SdkImdsEndpoint,
+        Status::Fail,
+        &[
+            &format!(
+                "ec2_metadata_service_endpoint_mode=\"ipv5\" {}",
+                at("badmode")
+            ),
+            "InvalidIMDSEndpointModeError",
+            "with or without an endpoint override",
+        ],
+    );
+    // An empty AWS_CONFIG_FILE names no file: botocore does not fall back to ~/.aws/config.
+    let s = settings(&[("AWS_CONFIG_FILE", "")]);
+    assert_eq!(s, env::SdkSettings::default());
+
+    // The credentials file's value wins over the config file's (`Session.full_config`).
+    let creds = home.write(
+        ".aws/credentials",
+        "[default]\nmetadata_service_timeout = 7\n",
+    );
+    let c = env_checks(&[], h);
+    expect_env(
+        &c,
+        CheckId::SdkImdsTimeout,
+        Status::Ok,
+        &[
+            &format!(
+                "metadata_service_timeout=7 from profile [default] in {}",
+                creds.display()
+            ),
+            "botocore waits 7 s per IMDS request, 4 attempts",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn ec2_metadata_v1_disabled_from_the_profile_forbids_the_fallback_at_the_hop_limit() {
+    let sim = start("hop-limit").await;
+    let home = TempDir::new("profile-v1");
+    let file = home.write(
+        ".aws/config",
+        "[default]\nec2_metadata_v1_disabled = True\n",
+    );
+    let by = format!(
+        "ec2_metadata_v1_disabled=True from profile [default] in {}",
+        file.display()
+    );
+    let mut c = config(&sim);
+    c.home = Some(home.path().to_path_buf());
+    let report = run(&c).await;
+    expect(
+        &report,
+        CheckId::ImdsToken,
+        Status::Fail,
+        &[
+            "hop-limit signature",
+            &format!(
+                "IMDSv1 still answers, but {by} forbids SDKs to fall back to it: they get no credentials"
+            ),
+        ],
+    );
+    expect(
+        &report,
+        CheckId::ImdsV1,
+        Status::Warn,
+        &[
+            &format!("SDKs in this environment never use it ({by})"),
+            &format!(
+                "Fix the hop limit first (see imds.token): with {by}, SDKs here get no credentials until then"
+            ),
+        ],
+    );
+    expect(
+        &report,
+        CheckId::SdkImdsV1Disabled,
+        Status::Ok,
+        &[&format!("{by}: SDKs never fall back")],
+    );
+
+    // The variable overrides the profile: the fallback is back.
+    c.env = vars(&[("AWS_EC2_METADATA_V1_DISABLED", "false")]);
+    let report = run(&c).await;
+    sim.shutdown().await;
+    expect(
+        &report,
+        CheckId::ImdsToken,
+        Status::Fail,
+        &["so SDKs fall back to it after their token timeout"],
+    );
+    assert!(!all_text(get(&report, CheckId::ImdsToken)).contains("forbids"));
+    expect(
+        &report,
+        CheckId::ImdsV1,
+        Status::Warn,
+        &["SDKs here depend on the IMDSv1 fallback until then"],
+    );
+    assert!(!all_text(get(&report, CheckId::ImdsV1)).contains("never use it"));
+    expect(
+        &report,
+        CheckId::SdkImdsV1Disabled,
+        Status::Ok,
+        &[&format!(
+            "AWS_EC2_METADATA_V1_DISABLED=\"false\": not \"true\"; SDKs fall back to IMDSv1 when \
+             the token request fails (overrides ec2_metadata_v1_disabled=True from profile \
+             [default] in {})",
+            file.display()
+        )],
+    );
 }
 
 #[test]

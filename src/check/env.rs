@@ -27,6 +27,17 @@
 //! else from the profile, so the two may come from different places (EKS IRSA sets both
 //! variables). A profile `role_arn` without `web_identity_token_file` is claimed first by the
 //! assume-role provider, whatever the environment says.
+//!
+//! The IMDS settings are botocore's too (`configprovider.py`, `BOTOCORE_DEFAUT_SESSION_VARIABLES`:
+//! `metadata_service_timeout`, `metadata_service_num_attempts`, `ec2_metadata_service_endpoint`,
+//! `ec2_metadata_service_endpoint_mode`, `ec2_metadata_v1_disabled`, each built by
+//! `ConfigChainFactory.create_config_chain` as environment variable, then the active profile's key,
+//! then the default; read by `credentials.py`, `create_credential_resolver`, into the
+//! `InstanceMetadataFetcher`). A variable counts when it is set at all, even to the empty string
+//! (`EnvironmentProvider`: `name in os.environ`), and then hides the profile's key; the profile's
+//! value comes from the credentials file if it has the key, else the config file
+//! (`Session.full_config` merges the credentials file's profiles over the config's).
+//! `AWS_EC2_METADATA_DISABLED` has no config-file key: `IMDSFetcher` reads only the environment.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -78,24 +89,25 @@ impl<'a> EnvView<'a> {
     }
 }
 
-/// The IMDS endpoint an SDK would use: `--imds.endpoint` if given, else
-/// `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else the endpoint `AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE`
-/// selects (IPv4 unless `IPv6`).
-pub fn resolve_imds_endpoint(flag: Option<&str>, env: &EnvView) -> String {
+/// The IMDS endpoint an SDK would use: `--imds.endpoint` if given, else the endpoint setting
+/// (`AWS_EC2_METADATA_SERVICE_ENDPOINT`, else the profile's `ec2_metadata_service_endpoint`)
+/// unless empty, else the one the endpoint mode selects (IPv4 unless `IPv6`).
+pub fn resolve_imds_endpoint(flag: Option<&str>, sdk: &SdkSettings) -> String {
     if let Some(flag) = flag.map(str::trim).filter(|f| !f.is_empty()) {
         return flag.to_string();
     }
-    if let Some(e) = env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+    // botocore: `elif custom_metadata_endpoint:`, so an empty value selects by mode.
+    if let Some(e) = sdk.endpoint.value.as_deref().filter(|e| !e.is_empty()) {
         return e.trim().to_string();
     }
-    match env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE") {
+    match sdk.endpoint_mode.value.as_deref() {
         Some(m) if m.eq_ignore_ascii_case("ipv6") => IMDS_IPV6_ENDPOINT.to_string(),
         _ => DEFAULT_IMDS_ENDPOINT.to_string(),
     }
 }
 
-/// Why this check cannot probe `endpoint` (an `AWS_EC2_METADATA_SERVICE_ENDPOINT` value the
-/// exporter's prober refuses: it speaks plain `http://` to a base URL without a path).
+/// Why this check cannot probe `endpoint` (an endpoint setting's value the exporter's prober
+/// refuses: it speaks plain `http://` to a base URL without a path).
 pub fn why_not_probed(endpoint: &str) -> &'static str {
     match reqwest::Url::parse(endpoint.trim().trim_end_matches('/')) {
         Err(_) => "it is not a URL",
@@ -107,17 +119,206 @@ pub fn why_not_probed(endpoint: &str) -> &'static str {
     }
 }
 
+/// The IMDS settings botocore reads from the environment, then the active profile: (variable,
+/// config-file key).
+const TIMEOUT: (&str, &str) = ("AWS_METADATA_SERVICE_TIMEOUT", "metadata_service_timeout");
+const ATTEMPTS: (&str, &str) = (
+    "AWS_METADATA_SERVICE_NUM_ATTEMPTS",
+    "metadata_service_num_attempts",
+);
+const ENDPOINT: (&str, &str) = (
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "ec2_metadata_service_endpoint",
+);
+const ENDPOINT_MODE: (&str, &str) = (
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+    "ec2_metadata_service_endpoint_mode",
+);
+const V1_DISABLED: (&str, &str) = ("AWS_EC2_METADATA_V1_DISABLED", "ec2_metadata_v1_disabled");
+/// The config-file keys whose values the INI reader keeps (none of them is a secret; an
+/// endpoint's user information is redacted whenever it is shown).
+const IMDS_KEYS: [&str; 5] = [
+    TIMEOUT.1,
+    ATTEMPTS.1,
+    ENDPOINT.1,
+    ENDPOINT_MODE.1,
+    V1_DISABLED.1,
+];
+
+/// Where botocore found one of its IMDS settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Neither the variable nor the profile: botocore's default.
+    Default,
+    /// The variable, set (possibly to the empty string).
+    Env,
+    /// The active profile's key: `profile [NAME] in PATH`.
+    Profile(String),
+}
+
+/// One IMDS setting as botocore resolves it: the variable if it is set at all, else the active
+/// profile's key, else the default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    pub var: &'static str,
+    pub key: &'static str,
+    /// The text botocore reads, before conversion; `None` for the default.
+    pub value: Option<String>,
+    pub source: Source,
+    /// The variable is set and hides the profile's key: (the profile's value, where).
+    pub shadowed: Option<(String, String)>,
+}
+
+impl Setting {
+    fn unset((var, key): (&'static str, &'static str)) -> Self {
+        Self {
+            var,
+            key,
+            value: None,
+            source: Source::Default,
+            shadowed: None,
+        }
+    }
+
+    fn resolve(env: &EnvView, files: &SharedFiles, name: (&'static str, &'static str)) -> Self {
+        let mut s = Self::unset(name);
+        let in_profile = files.profile_value(s.key);
+        match env.raw(s.var) {
+            Some(v) => {
+                s.value = Some(v.to_string());
+                s.source = Source::Env;
+                s.shadowed = in_profile;
+            }
+            None => {
+                if let Some((v, at)) = in_profile {
+                    s.value = Some(v);
+                    s.source = Source::Profile(at);
+                }
+            }
+        }
+        s
+    }
+
+    /// Whether the active profile set it.
+    pub fn from_profile(&self) -> bool {
+        matches!(self.source, Source::Profile(_))
+    }
+
+    /// The setting with its value (given as shown): `AWS_X=3`, or `key=3 from profile [p] in
+    /// PATH`.
+    pub fn named(&self, shown: &str) -> String {
+        match &self.source {
+            Source::Profile(at) => format!("{}={shown} from {at}", self.key),
+            _ => format!("{}={shown}", self.var),
+        }
+    }
+
+    /// The setting's name and place: `AWS_X`, or `key from profile [p] in PATH`.
+    pub fn origin(&self) -> String {
+        match &self.source {
+            Source::Profile(at) => format!("{} from {at}", self.key),
+            _ => self.var.to_string(),
+        }
+    }
+
+    /// Said after the value when the variable hides the profile's key (`show` formats values).
+    fn shadow_note(&self, show: impl Fn(&str) -> String) -> String {
+        match (&self.shadowed, self.value.as_deref()) {
+            (Some((v, at)), Some("")) => {
+                // The timeout and attempts are botocore's own; the other keys are shared by SDKs.
+                let others = if [TIMEOUT.1, ATTEMPTS.1].contains(&self.key) {
+                    ""
+                } else {
+                    "; SDKs that treat an empty variable as unset use the profile's"
+                };
+                format!(
+                    " (set but empty: botocore still takes it and ignores {}={} from {at}{others})",
+                    self.key,
+                    show(v)
+                )
+            }
+            (Some((v, at)), _) => format!(" (overrides {}={} from {at})", self.key, show(v)),
+            _ => String::new(),
+        }
+    }
+
+    /// How to take the setting away where it is set.
+    fn removal(&self) -> String {
+        match &self.source {
+            Source::Profile(at) => format!("Delete {} from {at}.", self.key),
+            _ => format!("$ unset {}", self.var),
+        }
+    }
+}
+
+/// The place several settings share, when they all come from the same profile and file.
+fn common_profile<'a>(settings: impl IntoIterator<Item = &'a Setting>) -> Option<&'a str> {
+    let mut places = settings.into_iter().map(|s| match &s.source {
+        Source::Profile(at) => Some(at.as_str()),
+        _ => None,
+    });
+    let first = places.next()??;
+    places.all(|p| p == Some(first)).then_some(first)
+}
+
+/// Settings with their values, `sep`-separated, naming a profile they share once:
+/// `key=1, key2=2 from profile [p] in PATH`.
+pub fn list_named(items: &[(&Setting, String)], sep: &str) -> String {
+    match common_profile(items.iter().map(|(s, _)| *s)) {
+        Some(at) if items.len() > 1 => {
+            let keys: Vec<String> = items
+                .iter()
+                .map(|(s, v)| format!("{}={v}", s.key))
+                .collect();
+            format!("{} from {at}", keys.join(sep))
+        }
+        _ => {
+            let named: Vec<String> = items.iter().map(|(s, v)| s.named(v)).collect();
+            named.join(sep)
+        }
+    }
+}
+
+/// Settings' names and places, joined by "and", naming a profile they share once.
+pub fn list_origins(items: &[&Setting]) -> String {
+    match common_profile(items.iter().copied()) {
+        Some(at) if items.len() > 1 => {
+            let keys: Vec<&str> = items.iter().map(|s| s.key).collect();
+            format!("{} from {at}", keys.join(" and "))
+        }
+        _ => {
+            let origins: Vec<String> = items.iter().map(|s| s.origin()).collect();
+            origins.join(" and ")
+        }
+    }
+}
+
+/// A setting's value for people: as is when it is one plain word (`3`, `true`, `IPv6`), else
+/// quoted (`""`, `"1.5 s"`).
+fn word(v: &str) -> String {
+    if !v.is_empty()
+        && v.len() <= 32
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        v.to_string()
+    } else {
+        format!("{:?}", short(v))
+    }
+}
+
 /// A numeric setting as botocore reads it: `int(value)`.
 #[derive(Debug, Clone, PartialEq)]
 enum IntSetting {
     Unset,
     Valid(i64),
-    /// Not an integer: botocore's `int()` raises `ValueError` when a client is created.
+    /// Not an integer (the empty string included): botocore's `int()` raises `ValueError` when a
+    /// client is created.
     Invalid(String),
 }
 
-fn int_setting(env: &EnvView, name: &str) -> IntSetting {
-    match env.get(name) {
+fn int_setting(s: &Setting) -> IntSetting {
+    match s.value.as_deref() {
         None => IntSetting::Unset,
         Some(v) => match v.trim().parse::<i64>() {
             Ok(n) => IntSetting::Valid(n),
@@ -127,25 +328,38 @@ fn int_setting(env: &EnvView, name: &str) -> IntSetting {
     }
 }
 
-/// The SDK settings other checks depend on.
+/// The SDK settings other checks depend on, resolved as botocore resolves them (see the module
+/// documentation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SdkSettings {
     /// The per-request IMDS timeout botocore would use (1 s unless overridden validly).
     pub timeout: Duration,
     /// botocore's IMDS attempts.
     pub attempts: u32,
-    /// `AWS_EC2_METADATA_DISABLED=true`.
+    /// `AWS_EC2_METADATA_DISABLED=true` (the environment only).
     pub imds_disabled: bool,
-    /// `AWS_EC2_METADATA_V1_DISABLED=true`: no fallback to token-less requests.
+    /// `ec2_metadata_v1_disabled` is true: no fallback to token-less requests.
     pub v1_disabled: bool,
+    /// The profile botocore reads the settings from.
+    pub profile: String,
+    pub timeout_from: Setting,
+    pub attempts_from: Setting,
+    pub endpoint: Setting,
+    pub endpoint_mode: Setting,
+    pub v1: Setting,
     timeout_setting: IntSetting,
     attempts_setting: IntSetting,
 }
 
 impl SdkSettings {
+    /// The settings from the variables and, for what they leave unset, the active profile in the
+    /// shared config and credentials files.
     pub fn from_env(env: &EnvView) -> Self {
-        let timeout_setting = int_setting(env, "AWS_METADATA_SERVICE_TIMEOUT");
-        let attempts_setting = int_setting(env, "AWS_METADATA_SERVICE_NUM_ATTEMPTS");
+        let files = SharedFiles::load(env);
+        let timeout_from = Setting::resolve(env, &files, TIMEOUT);
+        let attempts_from = Setting::resolve(env, &files, ATTEMPTS);
+        let timeout_setting = int_setting(&timeout_from);
+        let attempts_setting = int_setting(&attempts_from);
         let timeout = match timeout_setting {
             IntSetting::Valid(n) if n >= 1 => Duration::from_secs(n as u64),
             _ => DEFAULT_SDK_TIMEOUT,
@@ -154,32 +368,72 @@ impl SdkSettings {
             IntSetting::Valid(n) if n >= 1 => n.min(u32::MAX as i64) as u32,
             _ => DEFAULT_SDK_ATTEMPTS,
         };
+        let v1 = Setting::resolve(env, &files, V1_DISABLED);
         Self {
             timeout,
             attempts,
             imds_disabled: env.is_true("AWS_EC2_METADATA_DISABLED"),
-            v1_disabled: env.is_true("AWS_EC2_METADATA_V1_DISABLED"),
+            // `utils.ensure_boolean`: `val.lower() == 'true'`.
+            v1_disabled: v1
+                .value
+                .as_deref()
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            profile: files.profile.clone(),
+            timeout_from,
+            attempts_from,
+            endpoint: Setting::resolve(env, &files, ENDPOINT),
+            endpoint_mode: Setting::resolve(env, &files, ENDPOINT_MODE),
+            v1,
             timeout_setting,
             attempts_setting,
         }
     }
 
-    /// `AWS_METADATA_SERVICE_TIMEOUT`, when it set [`Self::timeout`].
-    pub fn timeout_var(&self) -> Option<String> {
-        match self.timeout_setting {
-            IntSetting::Valid(n) if n >= 1 => Some(format!("AWS_METADATA_SERVICE_TIMEOUT={n}")),
+    /// What set [`Self::timeout`] and [`Self::attempts`], those that something set validly:
+    /// `AWS_METADATA_SERVICE_TIMEOUT=3`, or `metadata_service_timeout=3 and
+    /// metadata_service_num_attempts=2 from profile [p] in PATH`.
+    pub fn timing_set_by(&self) -> Option<String> {
+        let items: Vec<(&Setting, String)> = [
+            (&self.timeout_from, &self.timeout_setting),
+            (&self.attempts_from, &self.attempts_setting),
+        ]
+        .into_iter()
+        .filter_map(|(from, s)| match s {
+            IntSetting::Valid(n) if *n >= 1 => Some((from, n.to_string())),
+            _ => None,
+        })
+        .collect();
+        (!items.is_empty()).then(|| list_named(&items, " and "))
+    }
+
+    /// What set [`Self::attempts`], when something did validly.
+    pub fn attempts_set_by(&self) -> Option<String> {
+        match self.attempts_setting {
+            IntSetting::Valid(n) if n >= 1 => Some(self.attempts_from.named(&n.to_string())),
             _ => None,
         }
     }
 
-    /// `AWS_METADATA_SERVICE_NUM_ATTEMPTS`, when it set [`Self::attempts`].
-    pub fn attempts_var(&self) -> Option<String> {
-        match self.attempts_setting {
-            IntSetting::Valid(n) if n >= 1 => {
-                Some(format!("AWS_METADATA_SERVICE_NUM_ATTEMPTS={n}"))
-            }
-            _ => None,
+    /// Where the attempts come from, for people: what set them, or that nothing did.
+    pub fn attempts_origin(&self) -> String {
+        match (self.attempts_set_by(), &self.attempts_setting) {
+            (Some(by), _) => by,
+            (None, IntSetting::Unset) => format!(
+                "{} not set, nor {} in profile [{}]",
+                ATTEMPTS.0, ATTEMPTS.1, self.profile
+            ),
+            (None, _) => format!(
+                "{} is not usable, see sdk.imds_timeout",
+                self.attempts_from.origin()
+            ),
         }
+    }
+
+    /// What turned the IMDSv1 fallback off: `AWS_EC2_METADATA_V1_DISABLED=true` or
+    /// `ec2_metadata_v1_disabled=true from profile [p] in PATH`.
+    pub fn v1_disabled_by(&self) -> String {
+        self.v1
+            .named(&short(self.v1.value.as_deref().unwrap_or("")))
     }
 
     /// botocore's attempts for people: `1 attempt`, `3 attempts`.
@@ -198,6 +452,12 @@ impl Default for SdkSettings {
             attempts: DEFAULT_SDK_ATTEMPTS,
             imds_disabled: false,
             v1_disabled: false,
+            profile: "default".into(),
+            timeout_from: Setting::unset(TIMEOUT),
+            attempts_from: Setting::unset(ATTEMPTS),
+            endpoint: Setting::unset(ENDPOINT),
+            endpoint_mode: Setting::unset(ENDPOINT_MODE),
+            v1: Setting::unset(V1_DISABLED),
             timeout_setting: IntSetting::Unset,
             attempts_setting: IntSetting::Unset,
         }
@@ -205,7 +465,8 @@ impl Default for SdkSettings {
 }
 
 /// The SDK-environment checks, in report order. `probed` is the endpoint this check probed (for
-/// display, user information redacted), `None` when the one from the environment could not be.
+/// display, user information redacted), `None` when the one SDKs use (from the environment or the
+/// profile) could not be.
 pub fn evaluate(
     env: &EnvView,
     endpoint_flag: Option<&str>,
@@ -215,10 +476,10 @@ pub fn evaluate(
     let chain = credential_chain(env, sdk.imds_disabled);
     vec![
         imds_disabled_check(env, &chain),
-        v1_disabled_check(env),
-        endpoint_check(env, endpoint_flag, probed),
+        v1_disabled_check(sdk),
+        endpoint_check(sdk, endpoint_flag, probed),
         timeout_check(sdk),
-        proxy_check(env),
+        proxy_check(env, sdk),
         credential_source_check(&chain),
     ]
 }
@@ -264,36 +525,68 @@ fn imds_disabled_check(env: &EnvView, chain: &Chain) -> Check {
     }
 }
 
-fn v1_disabled_check(env: &EnvView) -> Check {
+fn v1_disabled_check(sdk: &SdkSettings) -> Check {
     const ID: CheckId = CheckId::SdkImdsV1Disabled;
-    match env.get("AWS_EC2_METADATA_V1_DISABLED") {
-        Some(v) if v.eq_ignore_ascii_case("true") => Check::ok(
+    let s = &sdk.v1;
+    let note = s.shadow_note(word);
+    match s.value.as_deref() {
+        Some(_) if sdk.v1_disabled => Check::ok(
             ID,
-            "AWS_EC2_METADATA_V1_DISABLED=true: SDKs never fall back to token-less IMDSv1 requests",
+            format!(
+                "{}: SDKs never fall back to token-less IMDSv1 requests{note}",
+                sdk.v1_disabled_by()
+            ),
         ),
         Some(v) => Check::ok(
             ID,
             format!(
-                "AWS_EC2_METADATA_V1_DISABLED={:?}: not \"true\"; SDKs fall back to IMDSv1 when the token request fails",
-                short(v)
+                "{}: not \"true\"; SDKs fall back to IMDSv1 when the token request fails{note}",
+                s.named(&format!("{:?}", short(v)))
             ),
         ),
         None => Check::ok(
             ID,
-            "not set: SDKs fall back to IMDSv1 when the token request fails",
+            format!(
+                "not set in the environment or profile [{}]: SDKs fall back to IMDSv1 when the \
+                 token request fails",
+                sdk.profile
+            ),
         ),
     }
 }
 
-fn endpoint_check(env: &EnvView, flag: Option<&str>, probed: Option<&str>) -> Check {
+fn endpoint_check(sdk: &SdkSettings, flag: Option<&str>, probed: Option<&str>) -> Check {
     const ID: CheckId = CheckId::SdkImdsEndpoint;
-    let endpoint = env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT");
-    let mode = env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
+    let (ep, mode) = (&sdk.endpoint, &sdk.endpoint_mode);
+    let ep_note = ep.shadow_note(redact_url);
+    let mode_note = mode.shadow_note(word);
     let probed_other = match (flag, probed) {
         (Some(_), Some(probed)) => format!(" (this check probed --imds.endpoint {probed} instead)"),
         _ => String::new(),
     };
-    if let Some(e) = endpoint {
+    // `resolve_imds_endpoint_mode` runs whenever botocore builds the instance-profile provider,
+    // before it looks at the endpoint: an invalid mode fails even next to an endpoint.
+    if let Some(m) = mode.value.as_deref()
+        && !m.eq_ignore_ascii_case("ipv4")
+        && !m.eq_ignore_ascii_case("ipv6")
+    {
+        let empty = if m.is_empty() && mode.source == Source::Env {
+            " The variable is set but empty, and botocore takes a set variable all the same."
+        } else {
+            ""
+        };
+        return Check::fail(
+            ID,
+            format!("{}{mode_note}", mode.named(&format!("{:?}", short(m)))),
+        )
+        .cause(format!(
+            "Neither IPv4 nor IPv6: botocore raises InvalidIMDSEndpointModeError when it builds \
+             the instance-profile provider (with or without an endpoint override), so clients \
+             cannot be created.{empty}"
+        ))
+        .fix(mode.removal());
+    }
+    if let Some(e) = ep.value.as_deref().filter(|e| !e.is_empty()) {
         let e = e.trim();
         let valid = reqwest::Url::parse(e).is_ok_and(|u| {
             matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
@@ -301,22 +594,19 @@ fn endpoint_check(env: &EnvView, flag: Option<&str>, probed: Option<&str>) -> Ch
         if !valid {
             return Check::fail(
                 ID,
-                format!("AWS_EC2_METADATA_SERVICE_ENDPOINT={:?}", redact_url(e)),
+                format!("{}{ep_note}", ep.named(&format!("{:?}", redact_url(e)))),
             )
             .cause(
                 "Not a URL: botocore raises InvalidIMDSEndpointError when it builds the \
                  instance-profile provider, so clients cannot be created.",
             )
-            .fix("$ unset AWS_EC2_METADATA_SERVICE_ENDPOINT");
+            .fix(ep.removal());
         }
-        let shown = redact_url(e);
+        let shown = ep.named(&redact_url(e));
         if e.trim_end_matches('/') == DEFAULT_IMDS_ENDPOINT
             || e.trim_end_matches('/') == IMDS_IPV6_ENDPOINT
         {
-            return Check::ok(
-                ID,
-                format!("AWS_EC2_METADATA_SERVICE_ENDPOINT={shown}: the standard endpoint"),
-            );
+            return Check::ok(ID, format!("{shown}: the standard endpoint{ep_note}"));
         }
         let not_probed = match probed {
             Some(_) => String::new(),
@@ -325,90 +615,138 @@ fn endpoint_check(env: &EnvView, flag: Option<&str>, probed: Option<&str>) -> Ch
                 why_not_probed(e)
             ),
         };
+        let (what, scope, fix) = match &ep.source {
+            Source::Profile(at) => (
+                "The profile setting",
+                format!("every SDK that reads profile [{}]", sdk.profile),
+                format!("If it is not intended, delete {} from {at}.", ep.key),
+            ),
+            _ => (
+                "The variable",
+                "every SDK in this environment".to_string(),
+                format!(
+                    "If it is not intended, remove it where it is set:\n{}",
+                    ep.removal()
+                ),
+            ),
+        };
         return Check::warn(
             ID,
-            format!(
-                "AWS_EC2_METADATA_SERVICE_ENDPOINT={shown}: SDKs send IMDS requests there{probed_other}{not_probed}"
-            ),
+            format!("{shown}: SDKs send IMDS requests there{probed_other}{not_probed}{ep_note}"),
         )
-        .cause(
-            "The variable replaces 169.254.169.254 for every SDK in this environment. It is meant \
-             for IMDS emulators and tests; on a real node it is usually a leftover, and SDKs then \
-             get their credentials from whatever answers there.",
-        )
-        .fix("If it is not intended, remove it where it is set:\n$ unset AWS_EC2_METADATA_SERVICE_ENDPOINT");
+        .cause(format!(
+            "{what} replaces 169.254.169.254 for {scope}. It is meant for IMDS emulators and \
+             tests; on a real node it is usually a leftover, and SDKs then get their credentials \
+             from whatever answers there."
+        ))
+        .fix(fix);
     }
-    match mode {
-        None => Check::ok(ID, format!("no override: SDKs use {DEFAULT_IMDS_ENDPOINT}")),
+    // An empty endpoint is no override to botocore (`elif custom_metadata_endpoint:`).
+    let empty_endpoint = match ep.value.as_deref() {
+        Some(_) if !ep_note.is_empty() => format!("{}{ep_note}; ", ep.named("\"\"")),
+        Some(_) => format!("{} is set but empty; ", ep.origin()),
+        None => String::new(),
+    };
+    match mode.value.as_deref() {
+        None if empty_endpoint.is_empty() => Check::ok(
+            ID,
+            format!(
+                "no override in the environment or profile [{}]: SDKs use {DEFAULT_IMDS_ENDPOINT}",
+                sdk.profile
+            ),
+        ),
+        None => Check::ok(
+            ID,
+            format!("{empty_endpoint}SDKs use {DEFAULT_IMDS_ENDPOINT}"),
+        ),
         Some(m) if m.eq_ignore_ascii_case("ipv4") => Check::ok(
             ID,
-            format!("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv4: SDKs use {DEFAULT_IMDS_ENDPOINT}"),
+            format!(
+                "{empty_endpoint}{}{mode_note}: SDKs use {DEFAULT_IMDS_ENDPOINT}",
+                mode.named(m)
+            ),
         ),
-        Some(m) if m.eq_ignore_ascii_case("ipv6") => Check::warn(
+        Some(m) => Check::warn(
             ID,
             format!(
-                "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE={m}: SDKs use {IMDS_IPV6_ENDPOINT}{probed_other}"
+                "{empty_endpoint}{}{mode_note}: SDKs use {IMDS_IPV6_ENDPOINT}{probed_other}",
+                mode.named(m)
             ),
         )
         .cause(
             "The IPv6 IMDS endpoint answers only on Nitro instances whose metadata options enable \
              it (HttpProtocolIpv6=enabled) and only over an IPv6 route; elsewhere SDKs time out.",
         )
-        .fix(
-            "Enable it, or remove the variable:\n$ aws ec2 modify-instance-metadata-options \
-             --instance-id <instance-id> --http-protocol-ipv6 enabled\n$ unset \
-             AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
-        ),
-        Some(m) => Check::fail(
-            ID,
-            format!("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE={:?}", short(m)),
-        )
-        .cause(
-            "Neither IPv4 nor IPv6: botocore raises InvalidIMDSEndpointModeError when it builds \
-             the instance-profile provider, so clients cannot be created.",
-        )
-        .fix("$ unset AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE"),
+        .fix(format!(
+            "Enable it, or remove the setting:\n$ aws ec2 modify-instance-metadata-options \
+             --instance-id <instance-id> --http-protocol-ipv6 enabled\n{}",
+            mode.removal()
+        )),
     }
 }
 
 fn timeout_check(sdk: &SdkSettings) -> Check {
     const ID: CheckId = CheckId::SdkImdsTimeout;
-    const T: &str = "AWS_METADATA_SERVICE_TIMEOUT";
-    const N: &str = "AWS_METADATA_SERVICE_NUM_ATTEMPTS";
-    let describe = |name: &str, s: &IntSetting| match s {
-        IntSetting::Unset => None,
-        IntSetting::Valid(n) => Some(format!("{name}={n}")),
-        IntSetting::Invalid(v) => Some(format!("{name}={v:?}")),
-    };
-    let set: Vec<String> = [
-        describe(T, &sdk.timeout_setting),
-        describe(N, &sdk.attempts_setting),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let (t, n) = (TIMEOUT.0, ATTEMPTS.0);
+    let settings = [
+        (&sdk.timeout_from, &sdk.timeout_setting, true),
+        (&sdk.attempts_from, &sdk.attempts_setting, false),
+    ];
+    let set: Vec<(&Setting, String)> = settings
+        .iter()
+        .filter_map(|(from, s, _)| {
+            let shown = match s {
+                IntSetting::Unset => return None,
+                IntSetting::Valid(n) => n.to_string(),
+                IntSetting::Invalid(v) => format!("{v:?}"),
+            };
+            Some((*from, shown))
+        })
+        .collect();
+    let notes: String = set.iter().map(|(from, _)| from.shadow_note(word)).collect();
     let value = if set.is_empty() {
-        format!("{T} and {N} not set")
+        format!("{t} and {n} not set, nor in profile [{}]", sdk.profile)
+    } else if notes.is_empty() {
+        list_named(&set, ", ")
     } else {
-        set.join(", ")
+        let each: Vec<String> = set
+            .iter()
+            .map(|(from, v)| format!("{}{}", from.named(v), from.shadow_note(word)))
+            .collect();
+        each.join(", ")
     };
     let mut problems = Vec::new();
-    for (name, setting) in [(T, &sdk.timeout_setting), (N, &sdk.attempts_setting)] {
-        match setting {
-            IntSetting::Invalid(_) => problems.push(format!(
-                "{name} is not a whole number: botocore reads it with int() and raises ValueError \
-                 whenever a client is created."
-            )),
-            IntSetting::Valid(n) if *n < 1 => problems.push(if name == T {
-                format!("{name}={n}: botocore's IMDS requests time out at once (urllib3 refuses a timeout of 0 or less).")
-            } else {
-                format!("{name}={n}: botocore makes no IMDS request at all and finds no instance credentials.")
-            }),
-            _ => {}
+    let mut bad_in_profile = Vec::new();
+    for (from, setting, is_timeout) in settings {
+        let problem = match setting {
+            IntSetting::Invalid(v) if v.is_empty() => format!(
+                "{} is set but empty: botocore takes it all the same, reads it with int() and \
+                 raises ValueError whenever a client is created.",
+                from.origin()
+            ),
+            IntSetting::Invalid(_) => format!(
+                "{} is not a whole number: botocore reads it with int() and raises ValueError \
+                 whenever a client is created.",
+                from.origin()
+            ),
+            IntSetting::Valid(v) if *v < 1 && is_timeout => format!(
+                "{}: botocore's IMDS requests time out at once (urllib3 refuses a timeout of 0 or \
+                 less).",
+                from.named(&v.to_string())
+            ),
+            IntSetting::Valid(v) if *v < 1 => format!(
+                "{}: botocore makes no IMDS request at all and finds no instance credentials.",
+                from.named(&v.to_string())
+            ),
+            _ => continue,
+        };
+        problems.push(problem);
+        if let Source::Profile(at) = &from.source {
+            bad_in_profile.push(format!("{} in {at}", from.key));
         }
     }
     if problems.is_empty() {
-        Check::ok(
+        return Check::ok(
             ID,
             format!(
                 "{value}: botocore waits {} s per IMDS request, {} attempt{}",
@@ -416,14 +754,23 @@ fn timeout_check(sdk: &SdkSettings) -> Check {
                 sdk.attempts,
                 if sdk.attempts == 1 { "" } else { "s" }
             ),
-        )
-    } else {
-        Check::fail(ID, value)
-            .cause(problems.join(" "))
-            .fix(format!(
-                "Use whole seconds and at least one attempt, e.g.\n$ export {T}=2 {N}=2"
-            ))
+        );
     }
+    let fix = if bad_in_profile.is_empty() {
+        format!("Use whole seconds and at least one attempt, e.g.\n$ export {t}=2 {n}=2")
+    } else {
+        format!(
+            "Use whole seconds and at least one attempt: correct {} (e.g. {} = 2), or override \
+             the profile in the environment:\n$ export {t}=2 {n}=2",
+            bad_in_profile.join(" and "),
+            if bad_in_profile[0].starts_with(TIMEOUT.1) {
+                TIMEOUT.1
+            } else {
+                ATTEMPTS.1
+            }
+        )
+    };
+    Check::fail(ID, value).cause(problems.join(" ")).fix(fix)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -571,9 +918,9 @@ pub fn redact_url(value: &str) -> String {
 /// Whether the SDKs in this environment would send IMDS requests to an http(s) proxy. Judged
 /// for the endpoint *they* use ([`resolve_imds_endpoint`] without `--imds.endpoint`, which only
 /// says where this tool probes), with the proxy variable of that endpoint's scheme.
-fn proxy_check(env: &EnvView) -> Check {
+fn proxy_check(env: &EnvView, sdk: &SdkSettings) -> Check {
     const ID: CheckId = CheckId::SdkProxy;
-    let endpoint = resolve_imds_endpoint(None, env);
+    let endpoint = resolve_imds_endpoint(None, sdk);
     let url = reqwest::Url::parse(&endpoint)
         .ok()
         .filter(|u| u.host_str().is_some_and(|h| !h.is_empty()));
@@ -593,8 +940,8 @@ fn proxy_check(env: &EnvView) -> Check {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    // Both families pick the proxy by the request's scheme: IMDS is plain http unless
-    // AWS_EC2_METADATA_SERVICE_ENDPOINT says https.
+    // Both families pick the proxy by the request's scheme: IMDS is plain http unless the
+    // endpoint setting says https.
     let https = url.as_ref().is_some_and(|u| u.scheme() == "https");
     let (scheme, upper, lower, other_upper, other_lower) = if https {
         (
@@ -798,12 +1145,14 @@ impl Chain {
     }
 }
 
-/// One profile section: key names with a non-empty value, and `credential_source` (a closed
-/// set of words, safe to print). Values are never kept.
+/// One profile section: key names with a non-empty value, `credential_source` (a closed set of
+/// words, safe to print), and the values of the IMDS settings ([`IMDS_KEYS`], none a secret;
+/// kept even when empty, as configparser returns `''` for `key =`). No other value is kept.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Section {
     keys: BTreeSet<String>,
     credential_source: Option<String>,
+    imds: BTreeMap<String, String>,
 }
 
 impl Section {
@@ -841,11 +1190,17 @@ fn parse_ini(text: &str, config_style: bool) -> BTreeMap<String, Section> {
             }
             continue;
         }
-        let (Some(section), Some((key, value))) = (&current, line.split_once('=')) else {
+        // configparser splits at the first `=` or `:`.
+        let (Some(section), Some((key, value))) = (&current, line.split_once(['=', ':'])) else {
             continue;
         };
         let key = key.trim().to_ascii_lowercase();
         let value = value.trim();
+        if IMDS_KEYS.contains(&key.as_str()) {
+            let s = sections.entry(section.clone()).or_default();
+            s.imds
+                .insert(key.clone(), value.chars().take(512).collect());
+        }
         if value.is_empty() {
             continue;
         }
@@ -905,16 +1260,117 @@ fn web_identity_origin(env: &EnvView, var: &str, section: &Section, key: &str) -
     }
 }
 
+/// The shared config and credentials files as botocore finds them, and the profile it reads.
+struct SharedFiles {
+    /// The variable that chose the profile, if one is set (even empty), and its value.
+    explicit: Option<(&'static str, String)>,
+    /// The profile: the explicit one if not empty, else `default`.
+    profile: String,
+    /// The file's path, or what to print for a file there is not.
+    creds_path: Result<PathBuf, String>,
+    config_path: Result<PathBuf, String>,
+    creds: Option<BTreeMap<String, Section>>,
+    config: Option<BTreeMap<String, Section>>,
+    /// Files that exist but could not be read.
+    unreadable: Vec<String>,
+}
+
+impl SharedFiles {
+    fn load(env: &EnvView) -> Self {
+        // botocore: 'profile': (None, ['AWS_DEFAULT_PROFILE', 'AWS_PROFILE'], None, None), read
+        // by EnvironmentProvider (`name in os.environ`): the first variable set at all wins,
+        // even empty.
+        let explicit = env
+            .raw("AWS_DEFAULT_PROFILE")
+            .map(|p| ("AWS_DEFAULT_PROFILE", p.to_string()))
+            .or_else(|| {
+                env.raw("AWS_PROFILE")
+                    .map(|p| ("AWS_PROFILE", p.to_string()))
+            });
+        let profile = match &explicit {
+            Some((_, p)) if !p.is_empty() => p.clone(),
+            _ => "default".to_string(),
+        };
+        // 'config_file': (None, 'AWS_CONFIG_FILE', '~/.aws/config', None), and the same for
+        // AWS_SHARED_CREDENTIALS_FILE: a variable set to the empty string names no file at all
+        // (`os.path.isfile('')` is false), it does not fall back to the default.
+        let path = |var: &str, default: &str| match env.raw(var) {
+            Some("") => Err(format!("<no file: {var} is empty>")),
+            Some(p) => Ok(env.path(p)),
+            None => env
+                .home
+                .map(|h| h.join(default))
+                .ok_or_else(|| "<no home directory>".to_string()),
+        };
+        let creds_path = path("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials");
+        let config_path = path("AWS_CONFIG_FILE", ".aws/config");
+        let mut unreadable = Vec::new();
+        let mut read = |path: &Result<PathBuf, String>, config_style: bool| match path {
+            Err(_) => None,
+            Ok(p) => match load(p, config_style) {
+                FileState::Missing => None,
+                FileState::Unreadable(why) => {
+                    unreadable.push(format!("{} ({why})", p.display()));
+                    None
+                }
+                FileState::Parsed(s) => Some(s),
+            },
+        };
+        let creds = read(&creds_path, false);
+        let config = read(&config_path, true);
+        Self {
+            explicit,
+            profile,
+            creds_path,
+            config_path,
+            creds,
+            config,
+            unreadable,
+        }
+    }
+
+    fn in_creds(&self) -> Option<&Section> {
+        self.creds.as_ref().and_then(|c| c.get(&self.profile))
+    }
+
+    fn in_config(&self) -> Option<&Section> {
+        self.config.as_ref().and_then(|c| c.get(&self.profile))
+    }
+
+    /// The active profile's value of an IMDS key and where it is (`profile [p] in PATH`): the
+    /// credentials file's over the config file's, as `Session.full_config` merges them. None for
+    /// a profile botocore cannot load (an empty name: `ProfileNotFound`, see the chain).
+    fn profile_value(&self, key: &str) -> Option<(String, String)> {
+        if self.explicit.as_ref().is_some_and(|(_, p)| p.is_empty()) {
+            return None;
+        }
+        [
+            (self.in_creds(), &self.creds_path),
+            (self.in_config(), &self.config_path),
+        ]
+        .into_iter()
+        .find_map(|(section, path)| {
+            let value = section?.imds.get(key)?.clone();
+            let path = path.as_ref().ok()?;
+            Some((
+                value,
+                format!(
+                    "profile [{}] in {}",
+                    profile_name(&self.profile),
+                    path.display()
+                ),
+            ))
+        })
+    }
+}
+
 /// Works out which credential sources are configured, in chain order.
 pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
     let mut chain = Chain::default();
-    // botocore: 'profile': (None, ['AWS_DEFAULT_PROFILE', 'AWS_PROFILE'], None, None), read by
-    // EnvironmentProvider (`name in os.environ`): the first variable set at all wins, even empty.
+    let files = SharedFiles::load(env);
     let default_var = env.raw("AWS_DEFAULT_PROFILE");
     let profile_var = env.raw("AWS_PROFILE");
-    let explicit_profile = default_var
-        .map(|p| ("AWS_DEFAULT_PROFILE", p))
-        .or_else(|| profile_var.map(|p| ("AWS_PROFILE", p)));
+    let explicit_profile = files.explicit.as_ref().map(|(v, p)| (*v, p.as_str()));
     if let (Some(d), Some(p)) = (default_var, profile_var)
         && d != p
     {
@@ -929,36 +1385,13 @@ pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
             ),
         ));
     }
-    let profile = match explicit_profile {
-        Some((_, p)) if !p.is_empty() => p.to_string(),
-        _ => "default".to_string(),
-    };
+    let profile = files.profile.clone();
     chain.profile = profile.clone();
-
-    let creds_path = env
-        .get("AWS_SHARED_CREDENTIALS_FILE")
-        .map(|p| env.path(p))
-        .or_else(|| env.home.map(|h| h.join(".aws/credentials")));
-    let config_path = env
-        .get("AWS_CONFIG_FILE")
-        .map(|p| env.path(p))
-        .or_else(|| env.home.map(|h| h.join(".aws/config")));
-    let mut read = |path: &Option<PathBuf>, config_style: bool| match path {
-        None => None,
-        Some(p) => match load(p, config_style) {
-            FileState::Missing => None,
-            FileState::Unreadable(why) => {
-                chain.unreadable.push(format!("{} ({why})", p.display()));
-                None
-            }
-            FileState::Parsed(s) => Some(s),
-        },
-    };
-    let creds = read(&creds_path, false);
-    let config = read(&config_path, true);
+    chain.unreadable = files.unreadable.clone();
+    let (creds_path, config_path) = (&files.creds_path, &files.config_path);
     let empty = Section::default();
-    let in_creds = creds.as_ref().and_then(|c| c.get(&profile));
-    let in_config = config.as_ref().and_then(|c| c.get(&profile));
+    let in_creds = files.in_creds();
+    let in_config = files.in_config();
     let creds_section = in_creds.unwrap_or(&empty);
     let config_section = in_config.unwrap_or(&empty);
     // botocore merges the credentials file's profiles into the config's.
@@ -972,10 +1405,11 @@ pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
             .credential_source
             .clone()
             .or_else(|| creds_section.credential_source.clone()),
+        imds: BTreeMap::new(),
     };
-    let display = |p: &Option<PathBuf>| {
-        p.as_ref()
-            .map_or_else(|| "<no home directory>".into(), |p| p.display().to_string())
+    let display = |p: &Result<PathBuf, String>| match p {
+        Ok(p) => p.display().to_string(),
+        Err(none) => none.clone(),
     };
     let profile_ref = format!("profile [{profile}]");
 
@@ -998,8 +1432,8 @@ pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
             format!(
                 "Neither {} nor {} has a profile named {name:?}: botocore raises ProfileNotFound \
                  whenever a client is created, before any credential source is tried.",
-                display(&creds_path),
-                display(&config_path)
+                display(creds_path),
+                display(config_path)
             ),
             format!("Unset the variable, or create the profile:\n$ unset {var}"),
         ),
@@ -1163,7 +1597,7 @@ pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
     }
     // 5. Shared credentials file.
     if creds_section.has("aws_access_key_id") {
-        let path = display(&creds_path);
+        let path = display(creds_path);
         if creds_section.has("aws_secret_access_key") {
             chain.found.push(Found {
                 source: CredentialSource::SharedCredentialsFile,
@@ -1192,7 +1626,7 @@ pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
             source: CredentialSource::ConfigFile,
             detail: format!(
                 "aws_access_key_id in {profile_ref} of {}",
-                display(&config_path)
+                display(config_path)
             ),
         });
     }
@@ -1384,7 +1818,7 @@ mod tests {
         for (flag, env, want) in cases {
             let v = vars(env);
             assert_eq!(
-                resolve_imds_endpoint(*flag, &EnvView::new(&v, None)),
+                resolve_imds_endpoint(*flag, &SdkSettings::from_env(&EnvView::new(&v, None))),
                 *want,
                 "{flag:?} {env:?}"
             );
@@ -1453,7 +1887,8 @@ mod tests {
     fn proxy_variables_are_read_as_each_sdk_family_reads_them() {
         let check = |env: &[(&str, &str)]| {
             let v = vars(env);
-            proxy_check(&EnvView::new(&v, None))
+            let view = EnvView::new(&v, None);
+            proxy_check(&view, &SdkSettings::from_env(&view))
         };
         assert_eq!(check(&[]).status, Status::Ok);
         let c = check(&[("HTTPS_PROXY", "http://p:1")]);
@@ -1505,7 +1940,7 @@ mod tests {
     fn proxy_after_probing(probed: &str, env: &[(&str, &str)]) -> Check {
         let v = vars(env);
         let view = EnvView::new(&v, None);
-        let endpoint = resolve_imds_endpoint(Some(probed), &view);
+        let endpoint = resolve_imds_endpoint(Some(probed), &SdkSettings::from_env(&view));
         assert_eq!(endpoint, probed);
         evaluate(
             &view,
@@ -1685,6 +2120,18 @@ mod tests {
         assert!(!format!("{config:?}").contains("SECRET"));
         let creds = parse_ini("[profile dev]\naws_access_key_id=A\n", false);
         assert!(creds.contains_key("profile dev"));
+        // The IMDS settings keep their values (empty ones too), split as configparser splits.
+        let config = parse_ini(
+            "[default]\nMetadata_Service_Timeout: 3\nec2_metadata_service_endpoint = http://h:1\n\
+             ec2_metadata_v1_disabled =\naws_secret_access_key: SECRET\n",
+            true,
+        );
+        let d = &config["default"];
+        assert_eq!(d.imds["metadata_service_timeout"], "3");
+        assert_eq!(d.imds["ec2_metadata_service_endpoint"], "http://h:1");
+        assert_eq!(d.imds["ec2_metadata_v1_disabled"], "");
+        assert!(d.has("aws_secret_access_key") && !d.has("ec2_metadata_v1_disabled"));
+        assert!(!format!("{config:?}").contains("SECRET"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::env::{SdkSettings, why_not_probed};
+use super::env::{SdkSettings, Setting, list_origins, why_not_probed};
 use super::{Check, CheckId, ConnectFailure, ImdsObservation, fmt_deadline, fmt_latency, fmt_span};
 use crate::probe::Phase;
 use crate::probe::credentials::ParseError;
@@ -41,7 +41,7 @@ pub fn evaluate(
     vec![
         reachable(obs),
         token(obs, sdk),
-        v1(obs),
+        v1(obs, sdk),
         role(obs, sdk),
         credentials(obs, sdk),
         expiry(obs, now, ntp_offset),
@@ -51,25 +51,27 @@ pub fn evaluate(
     ]
 }
 
-/// The IMDS checks when `AWS_EC2_METADATA_SERVICE_ENDPOINT` (no `--imds.endpoint` given) names
-/// an endpoint this check cannot probe: all skipped, with the reason; `sdk.imds_endpoint` judges
-/// the variable itself.
-pub fn not_probed(endpoint: &str) -> Vec<Check> {
+/// The IMDS checks when the endpoint setting (`AWS_EC2_METADATA_SERVICE_ENDPOINT`, or the
+/// profile's `ec2_metadata_service_endpoint`; no `--imds.endpoint` given) names an endpoint this
+/// check cannot probe: all skipped, with the reason; `sdk.imds_endpoint` judges the setting itself.
+pub fn not_probed(endpoint: &str, sdk: &SdkSettings) -> Vec<Check> {
     let reason = format!(
-        "not probed: AWS_EC2_METADATA_SERVICE_ENDPOINT={:?}: {} (see sdk.imds_endpoint; \
-         --imds.endpoint probes another)",
-        super::env::redact_url(endpoint),
+        "not probed: {}: {} (see sdk.imds_endpoint; --imds.endpoint probes another)",
+        sdk.endpoint
+            .named(&format!("{:?}", super::env::redact_url(endpoint))),
         why_not_probed(endpoint)
     );
-    let rest = "not probed: AWS_EC2_METADATA_SERVICE_ENDPOINT is not an endpoint this check can \
-                probe (see imds.reachable)";
+    let rest = format!(
+        "not probed: {} is not an endpoint this check can probe (see imds.reachable)",
+        sdk.endpoint.origin()
+    );
     CheckId::ALL[..9]
         .iter()
         .map(|&id| {
             let value = if id == CheckId::ImdsReachable {
                 reason.as_str()
             } else {
-                rest
+                rest.as_str()
             };
             Check::skip(id, value)
         })
@@ -185,18 +187,20 @@ fn request_failure(
         ),
         RequestError::Status(s @ 500..=599) => (
             format!("{what}: HTTP {s}"),
-            match sdk.attempts_var() {
-                Some(var) if sdk.attempts > 1 => format!(
-                    "IMDS answered with a server error. botocore makes {} ({var}), the Rust SDK \
+            if sdk.attempts > 1 {
+                format!(
+                    "IMDS answered with a server error. botocore makes {} ({}), the Rust SDK \
                      and Java v2 retry too, so a brief error costs a retry; one that outlasts the \
                      attempts leaves SDKs without credentials. Usually brief.",
-                    sdk.attempts_text()
-                ),
-                var => format!(
+                    sdk.attempts_text(),
+                    sdk.attempts_origin()
+                )
+            } else {
+                format!(
                     "IMDS answered with a server error. botocore makes one attempt ({}) and \
                      gives up; the Rust SDK and Java v2 retry. Usually brief.",
-                    var.unwrap_or_else(|| "AWS_METADATA_SERVICE_NUM_ATTEMPTS not set".into())
-                ),
+                    sdk.attempts_origin()
+                )
             },
             "Run the check again; if it persists for minutes, stop and start the instance. The \
              exporter's imds_request_failures_total{reason=\"server_error\"} shows how often."
@@ -286,19 +290,24 @@ fn token(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
         let (status, consequence) = match obs.run.v1_enabled {
             Some(true) if sdk.v1_disabled => (
                 "HTTP 200",
-                "IMDSv1 still answers, but AWS_EC2_METADATA_V1_DISABLED=true forbids SDKs to fall \
-                 back to it: they get no credentials.",
+                format!(
+                    "IMDSv1 still answers, but {} forbids SDKs to fall back to it: they get no \
+                     credentials.",
+                    sdk.v1_disabled_by()
+                ),
             ),
             Some(true) => (
                 "HTTP 200",
                 "IMDSv1 still answers, so SDKs fall back to it after their token timeout: every \
                  credential fetch costs a second or more, and everything breaks the day the \
-                 instance requires IMDSv2.",
+                 instance requires IMDSv2."
+                    .to_string(),
             ),
             _ => (
                 "HTTP 401",
                 "The instance requires IMDSv2 (HttpTokens=required), so the token-less fallback \
-                 gets 401 too: SDKs in this network namespace get no credentials at all.",
+                 gets 401 too: SDKs in this network namespace get no credentials at all."
+                    .to_string(),
             ),
         };
         return Check::fail(
@@ -335,7 +344,7 @@ fn token(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
     failed(ID, request_failure(obs, sdk, TOKEN, err))
 }
 
-fn v1(obs: &ImdsObservation) -> Check {
+fn v1(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
     const ID: CheckId = CheckId::ImdsV1;
     let p = phase(obs, Phase::ImdsV1);
     match (obs.run.v1_enabled, p) {
@@ -346,20 +355,33 @@ fn v1(obs: &ImdsObservation) -> Check {
         (Some(true), _) => {
             let hop_limited = phase(obs, Phase::Token)
                 .is_some_and(|t| matches!(t.error, Some(RequestError::Timeout(_))));
-            let caveat = if hop_limited {
-                "\nFix the hop limit first (see imds.token): SDKs here depend on the IMDSv1 fallback until then."
+            let caveat = match (hop_limited, sdk.v1_disabled) {
+                (true, false) => "\nFix the hop limit first (see imds.token): SDKs here depend on the IMDSv1 fallback until then.".to_string(),
+                (true, true) => format!(
+                    "\nFix the hop limit first (see imds.token): with {}, SDKs here get no credentials until then.",
+                    sdk.v1_disabled_by()
+                ),
+                _ => String::new(),
+            };
+            // The SDKs here never use IMDSv1: requiring IMDSv2 cannot break them.
+            let sdks = if sdk.v1_disabled {
+                format!(
+                    " SDKs in this environment never use it ({}), so requiring IMDSv2 does not \
+                     affect them.",
+                    sdk.v1_disabled_by()
+                )
             } else {
-                ""
+                String::new()
             };
             Check::warn(
                 ID,
                 "enabled: a token-less GET of the role list was answered",
             )
-            .cause(
+            .cause(format!(
                 "Any process on the node, and any web application tricked into fetching a URL \
                      (SSRF), can read the role's credentials with a single GET. AWS recommends \
-                     requiring IMDSv2.",
-            )
+                     requiring IMDSv2.{sdks}"
+            ))
             .fix(format!(
                 "Check that nothing still uses IMDSv1 (the instance's MetadataNoToken \
                      CloudWatch metric stays at 0), then require tokens:\n$ aws ec2 \
@@ -573,13 +595,9 @@ fn latency(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
         sdk.attempts_text()
     );
     if p.duration > limit {
-        let vars: Vec<String> = [sdk.timeout_var(), sdk.attempts_var()]
-            .into_iter()
-            .flatten()
-            .collect();
         let mut settings = format!("{} s per attempt, {}", limit.as_secs(), sdk.attempts_text());
-        if !vars.is_empty() {
-            settings.push_str(&format!("; set by {}", vars.join(" and ")));
+        if let Some(by) = sdk.timing_set_by() {
+            settings.push_str(&format!("; set by {by}"));
         }
         let retries = if sdk.attempts > 1 {
             " botocore's further attempts help only if a later answer comes sooner."
@@ -601,6 +619,21 @@ fn latency(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
                  already retries; more attempts do not help when each gives up too early):\n$ \
                  export AWS_METADATA_SERVICE_TIMEOUT={longer}",
                 sdk.attempts_text()
+            )
+        };
+        // What the stopgap exports overrides the profile; say so where the profile set it.
+        let exported = if sdk.attempts < SUGGESTED_ATTEMPTS {
+            vec![&sdk.timeout_from, &sdk.attempts_from]
+        } else {
+            vec![&sdk.timeout_from]
+        };
+        let in_profile: Vec<&Setting> = exported.into_iter().filter(|s| s.from_profile()).collect();
+        let stopgap = if in_profile.is_empty() {
+            stopgap
+        } else {
+            format!(
+                "{stopgap}\nThe variables take precedence over {}; or raise the value there.",
+                list_origins(&in_profile)
             )
         };
         return Check::fail(ID, value)
@@ -879,7 +912,10 @@ mod tests {
         let c = check_with(&obs, CheckId::ImdsToken, &SdkSettings::default());
         let cause = c.cause.unwrap();
         assert!(
-            cause.contains("one attempt (AWS_METADATA_SERVICE_NUM_ATTEMPTS not set)"),
+            cause.contains(
+                "one attempt (AWS_METADATA_SERVICE_NUM_ATTEMPTS not set, nor \
+                 metadata_service_num_attempts in profile [default])"
+            ),
             "{cause}"
         );
         let two = sdk(&[("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "2")]);
@@ -908,7 +944,11 @@ mod tests {
 
     #[test]
     fn an_endpoint_that_cannot_be_probed_skips_every_imds_check() {
-        let checks = not_probed("https://u:pw@imds.internal");
+        let endpoint = "https://u:pw@imds.internal";
+        let checks = not_probed(
+            endpoint,
+            &sdk(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint)]),
+        );
         let ids: Vec<CheckId> = checks.iter().map(|c| c.id).collect();
         assert_eq!(ids, CheckId::ALL[..9].to_vec());
         for c in &checks {

@@ -236,12 +236,17 @@ impl Verdict {
 /// Everything one check run found.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// The IMDS endpoint probed (or, when `imds_probed` is false, the one from
-    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT` that could not be), user information shown as `***@`.
+    /// The IMDS endpoint probed (or, when `imds_probed` is false, the one from the endpoint
+    /// setting that could not be), user information shown as `***@`.
     pub imds_endpoint: String,
-    /// Whether IMDS was probed: false when the endpoint from the environment is not one this
-    /// check can probe (not a plain `http://` URL without a path).
+    /// Whether IMDS was probed: false when the endpoint SDKs use (`AWS_EC2_METADATA_SERVICE_ENDPOINT`
+    /// or the profile's `ec2_metadata_service_endpoint`) is not one this check can probe (not a
+    /// plain `http://` URL without a path).
     pub imds_probed: bool,
+    /// When IMDS was not probed: the setting that named the endpoint, with its (redacted) value:
+    /// `AWS_EC2_METADATA_SERVICE_ENDPOINT="..."` or `ec2_metadata_service_endpoint="..." from
+    /// profile [p] in PATH`. Not part of the JSON document.
+    pub imds_endpoint_setting: Option<String>,
     /// The NTP servers queried, host:port.
     pub ntp_servers: Vec<String>,
     /// One entry per [`CheckId`], in [`CheckId::ALL`] order.
@@ -388,8 +393,8 @@ impl CheckConfig {
 
 /// Runs every probe once and evaluates everything. `Err` means the check could not run at all
 /// (a bad flag value); everything that goes wrong on the node is a check in the report,
-/// including an endpoint from the environment that this check cannot probe (the IMDS checks are
-/// then skipped and `sdk.imds_endpoint` says what SDKs make of it).
+/// including an endpoint from the environment or the profile that this check cannot probe (the
+/// IMDS checks are then skipped and `sdk.imds_endpoint` says what SDKs make of it).
 pub async fn run(config: &CheckConfig) -> Result<Report, String> {
     if config.imds_timeout.is_zero() {
         return Err("--imds.timeout must be greater than 0".into());
@@ -403,7 +408,10 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
         .as_deref()
         .map(str::trim)
         .filter(|f| !f.is_empty());
-    let endpoint = env::resolve_imds_endpoint(flag, &env_view);
+    // The IMDS settings as botocore resolves them (variables, then the active profile): the
+    // endpoint to probe is the one SDKs here would use.
+    let sdk = env::SdkSettings::from_env(&env_view);
+    let endpoint = env::resolve_imds_endpoint(flag, &sdk);
     let prober = ImdsProber::new(ImdsConfig {
         endpoint: endpoint.clone(),
         timeout: config.imds_timeout,
@@ -418,8 +426,9 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
                 crate::cli::DEFAULT_IMDS_ENDPOINT
             ));
         }
-        // Without the flag the endpoint came from AWS_EC2_METADATA_SERVICE_ENDPOINT (the
-        // defaults are always usable): what SDKs make of it is a finding, not a usage error.
+        // Without the flag the endpoint came from the endpoint setting (the variable or the
+        // profile's key; the defaults are always usable): what SDKs make of it is a finding, not
+        // a usage error.
         (Err(_), None) => None,
     };
     let endpoint = prober
@@ -449,11 +458,10 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
     };
 
     let now = Utc::now();
-    let sdk = env::SdkSettings::from_env(&env_view);
     let offset = node::ntp_offset(&ntp_obs);
     let mut checks = match &imds_obs {
         Some(obs) => imds::evaluate(obs, &sdk, now, offset),
-        None => imds::not_probed(&endpoint),
+        None => imds::not_probed(&endpoint, &sdk),
     };
     checks.push(node::ntp_check(&ntp_obs));
     checks.push(node::kernel_check(&node_reading.kernel_clock));
@@ -468,9 +476,13 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
         checks.iter().map(|c| c.id).collect::<Vec<_>>(),
         CheckId::ALL.to_vec()
     );
+    let imds_endpoint_setting = imds_obs
+        .is_none()
+        .then(|| sdk.endpoint.named(&format!("{shown_endpoint:?}")));
     Ok(Report {
         imds_endpoint: shown_endpoint,
         imds_probed: imds_obs.is_some(),
+        imds_endpoint_setting,
         ntp_servers: servers,
         checks,
     })
@@ -705,6 +717,7 @@ mod tests {
         Report {
             imds_endpoint: String::new(),
             imds_probed: true,
+            imds_endpoint_setting: None,
             ntp_servers: vec![],
             checks: statuses
                 .iter()

@@ -121,13 +121,10 @@ fn advice(out: &mut String, label: &str, text: &str) {
 /// The report for a person: a header, one aligned line per check with its advice indented
 /// below, and the verdict.
 pub fn human(report: &Report, strict: bool, colour: bool) -> String {
-    let imds = if report.imds_probed {
-        report.imds_endpoint.clone()
-    } else {
-        format!(
-            "not probed (AWS_EC2_METADATA_SERVICE_ENDPOINT={:?})",
-            report.imds_endpoint
-        )
+    let imds = match (report.imds_probed, &report.imds_endpoint_setting) {
+        (true, _) => report.imds_endpoint.clone(),
+        (false, Some(setting)) => format!("not probed ({setting})"),
+        (false, None) => format!("not probed ({:?})", report.imds_endpoint),
     };
     let mut out = format!(
         "imds_exporter check: IMDS {imds}, NTP {}\n\n",
@@ -188,6 +185,7 @@ mod tests {
         Report {
             imds_endpoint: "http://127.0.0.1:1".into(),
             imds_probed: true,
+            imds_endpoint_setting: None,
             ntp_servers: vec!["127.0.0.1:2".into()],
             checks: vec![
                 Check::ok(CheckId::ImdsReachable, "TCP connect in 0.1 ms"),
