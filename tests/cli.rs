@@ -188,37 +188,52 @@ fn an_environment_twin_sets_its_flag() {
     assert_eq!(first_log_endpoint(cmd), "http://127.0.0.3:9");
 }
 
+/// Kills the child when a test ends early (a failed assertion), so none is left behind.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn sigint_shuts_the_exporter_down_gracefully() {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imds_exporter"))
-        .args([
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--collector.ntp=false",
-            "--imds.endpoint",
-            "http://127.0.0.1:9",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("imds_exporter listening") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "exited before listening"
-        );
-    }
+    let mut child = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_imds_exporter"))
+            .args([
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--collector.ntp=false",
+                "--imds.endpoint",
+                "http://127.0.0.1:9",
+            ])
+            .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary runs"),
+    );
+    let stderr = BufReader::new(child.0.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("imds_exporter listening") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the exporter logs that it listens within 20s");
     // SAFETY: plain kill(2) on our own child.
     assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGINT) },
         0
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         assert!(

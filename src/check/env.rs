@@ -420,7 +420,9 @@ impl SdkSettings {
             (Some(by), _) => by,
             (None, IntSetting::Unset) => format!(
                 "{} not set, nor {} in profile [{}]",
-                ATTEMPTS.0, ATTEMPTS.1, self.profile
+                ATTEMPTS.0,
+                ATTEMPTS.1,
+                profile_name(&self.profile)
             ),
             (None, _) => format!(
                 "{} is not usable, see sdk.imds_timeout",
@@ -549,7 +551,7 @@ fn v1_disabled_check(sdk: &SdkSettings) -> Check {
             format!(
                 "not set in the environment or profile [{}]: SDKs fall back to IMDSv1 when the \
                  token request fails",
-                sdk.profile
+                profile_name(&sdk.profile)
             ),
         ),
     }
@@ -618,7 +620,10 @@ fn endpoint_check(sdk: &SdkSettings, flag: Option<&str>, probed: Option<&str>) -
         let (what, scope, fix) = match &ep.source {
             Source::Profile(at) => (
                 "The profile setting",
-                format!("every SDK that reads profile [{}]", sdk.profile),
+                format!(
+                    "every SDK that reads profile [{}]",
+                    profile_name(&sdk.profile)
+                ),
                 format!("If it is not intended, delete {} from {at}.", ep.key),
             ),
             _ => (
@@ -652,7 +657,7 @@ fn endpoint_check(sdk: &SdkSettings, flag: Option<&str>, probed: Option<&str>) -
             ID,
             format!(
                 "no override in the environment or profile [{}]: SDKs use {DEFAULT_IMDS_ENDPOINT}",
-                sdk.profile
+                profile_name(&sdk.profile)
             ),
         ),
         None => Check::ok(
@@ -705,7 +710,10 @@ fn timeout_check(sdk: &SdkSettings) -> Check {
         .collect();
     let notes: String = set.iter().map(|(from, _)| from.shadow_note(word)).collect();
     let value = if set.is_empty() {
-        format!("{t} and {n} not set, nor in profile [{}]", sdk.profile)
+        format!(
+            "{t} and {n} not set, nor in profile [{}]",
+            profile_name(&sdk.profile)
+        )
     } else if notes.is_empty() {
         list_named(&set, ", ")
     } else {
@@ -1411,7 +1419,7 @@ pub fn credential_chain(env: &EnvView, imds_disabled: bool) -> Chain {
         Ok(p) => p.display().to_string(),
         Err(none) => none.clone(),
     };
-    let profile_ref = format!("profile [{profile}]");
+    let profile_ref = format!("profile [{}]", profile_name(&profile));
 
     // Raised when the session loads the profile, before any provider runs.
     match explicit_profile {
@@ -1725,7 +1733,7 @@ fn credential_source_check(chain: &Chain) -> Check {
             )
             .cause(format!(
                 "Nothing earlier in the chain is configured in profile [{}].{conflict}{unreadable}",
-                chain.profile
+                profile_name(&chain.profile)
             ))
             .fix(CONFLICT_FIX);
         }
@@ -1742,8 +1750,8 @@ fn credential_source_check(chain: &Chain) -> Check {
     let mut fix = match first.source {
         CredentialSource::Environment => "If the instance role should be used, remove the keys where they are set (the pod spec, a Secret, the service unit, /etc/environment, a shell profile):\n$ unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN".to_string(),
         CredentialSource::WebIdentity | CredentialSource::Container => "If this is IRSA, EKS Pod Identity or an ECS task role, it is intended: the IMDS results above describe the node, not this process. Otherwise remove the variables from the pod or task definition.".to_string(),
-        CredentialSource::SharedCredentialsFile | CredentialSource::ConfigFile => format!("If the instance role should be used, delete the keys from [{}] (or point AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE elsewhere).", chain.profile),
-        _ => format!("If the instance role should be used, remove those settings from [{}], or select another profile with AWS_PROFILE.", chain.profile),
+        CredentialSource::SharedCredentialsFile | CredentialSource::ConfigFile => format!("If the instance role should be used, delete the keys from [{}] (or point AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE elsewhere).", profile_name(&chain.profile)),
+        _ => format!("If the instance role should be used, remove those settings from [{}], or select another profile with AWS_PROFILE.", profile_name(&chain.profile)),
     };
     if chain.profile_conflict.is_some() {
         fix = format!("{fix}\n{CONFLICT_FIX}");

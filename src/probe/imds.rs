@@ -140,18 +140,19 @@ impl ImdsRun {
 /// The endpoint as it may be shown (logs, the landing page, errors): user information, if a
 /// URL carries any, is replaced by `***` (IMDS takes none, but a password must never be printed).
 pub fn redacted_endpoint(endpoint: &str) -> String {
+    // Everything up to the last `@` goes, wherever it is: a password may itself hold a `/`
+    // (`http://user:pa/ss@host` does not even parse), and over-redacting a path is harmless.
     let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let authority = match authority.rfind('@') {
-        Some(at) => format!("***@{}", &authority[at + 1..]),
-        None => authority.to_string(),
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("***@{}", &rest[at + 1..]),
+        None => rest.to_string(),
     };
     let scheme = if scheme.is_empty() {
         String::new()
     } else {
         format!("{scheme}://")
     };
-    format!("{scheme}{authority}{path}")
+    format!("{scheme}{rest}")
 }
 
 /// Errors that stop start-up: a bad endpoint (shown redacted).
@@ -576,19 +577,25 @@ mod tests {
                 "http://user:s3cret@127.0.0.1:1338",
                 "http://***@127.0.0.1:1338",
             ),
-            ("http://a@b@127.0.0.1/x@y", "http://***@127.0.0.1/x@y"),
+            ("http://a@b@127.0.0.1:80", "http://***@127.0.0.1:80"),
+            ("http://user:pa/ss@127.0.0.1", "http://***@127.0.0.1"),
             ("not a url", "not a url"),
         ] {
             assert_eq!(super::redacted_endpoint(given), shown);
         }
-        let err = ImdsProber::new(ImdsConfig {
-            endpoint: "https://user:s3cret@127.0.0.1".into(),
-            timeout: Duration::from_secs(1),
-            token_ttl_seconds: 60,
-        })
-        .err()
-        .expect("https is refused");
-        assert!(!err.to_string().contains("s3cret"), "{err}");
+        for endpoint in [
+            "https://user:s3cret@127.0.0.1",
+            "http://user:s3/cret@127.0.0.1",
+        ] {
+            let err = ImdsProber::new(ImdsConfig {
+                endpoint: endpoint.into(),
+                timeout: Duration::from_secs(1),
+                token_ttl_seconds: 60,
+            })
+            .err()
+            .expect("refused");
+            assert!(!err.to_string().contains("cret"), "{err}");
+        }
     }
 
     use super::*;
