@@ -357,17 +357,6 @@ pub struct SimulateArgs {
     #[command(flatten)]
     pub sim: SimOptions,
 
-    /// Parts per million by which the NTP answerer's offset grows from start-up, on top of
-    /// --clock-offset (500: 0.5 ms more every second; negative: it falls). At most 100000 either way.
-    #[arg(
-        long = "clock-drift",
-        env = "IMDS_EXPORTER_SIM_CLOCK_DRIFT",
-        default_value_t = 0.0,
-        value_name = "PPM",
-        allow_negative_numbers = true
-    )]
-    pub clock_drift: f64,
-
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -396,6 +385,17 @@ pub struct SimOptions {
         allow_negative_numbers = true
     )]
     pub clock_offset: f64,
+
+    /// Parts per million by which the NTP answerer's offset grows from start-up, on top of
+    /// --clock-offset (500: 0.5 ms more every second; negative: it falls). At most 100000 either way.
+    #[arg(
+        long = "clock-drift",
+        env = "IMDS_EXPORTER_SIM_CLOCK_DRIFT",
+        default_value_t = 0.0,
+        value_name = "PPM",
+        allow_negative_numbers = true
+    )]
+    pub clock_drift: f64,
 
     /// Delay of the `slow` scenario when the switch gives no ?delay=.
     #[arg(long = "slow-delay", env = "IMDS_EXPORTER_SIM_SLOW_DELAY", default_value = "2s", value_name = "DURATION", value_parser = parse_duration)]
@@ -451,6 +451,8 @@ impl SimOptions {
         if !self.clock_offset.is_finite() || self.clock_offset.abs() > 1e9 {
             return Err("--clock-offset must be a number of seconds".into());
         }
+        crate::sim::limits::clock_drift(self.clock_drift)
+            .map_err(|e| format!("--clock-drift {e}"))?;
         crate::sim::scenario::Scenario::parse(&self.scenario, &Default::default(), self)
             .map_err(|e| format!("--scenario: {e}"))?;
         Ok(())

@@ -18,6 +18,7 @@ pub async fn run(args: DemoArgs) -> crate::CliResult {
         rotate_every: args.rotate_every,
         lifetime: args.lifetime,
         clock_offset: 0.0,
+        clock_drift: 0.0,
         slow_delay: Duration::from_secs(2),
         scenario: args.scenario.clone(),
         script: args.script.clone(),

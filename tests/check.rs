@@ -28,6 +28,7 @@ fn sim_options(scenario: &str) -> SimOptions {
         rotate_every: Duration::from_secs(3600),
         lifetime: Duration::from_secs(6 * 3600),
         clock_offset: 0.0,
+        clock_drift: 0.0,
         slow_delay: Duration::from_secs(2),
         scenario: scenario.into(),
         script: None,
@@ -71,7 +72,38 @@ fn config(sim: &RunningSim) -> CheckConfig {
     c
 }
 
+/// Refuses, before anything is sent, a configuration that would reach a non-loopback address:
+/// the IMDS endpoint the check would probe (flag, else the SDK settings, else EC2's address)
+/// and every NTP server. Endpoints the check cannot probe (not `http://`) send nothing.
+fn assert_loopback_only(config: &CheckConfig) {
+    let loopback = |host: &str| {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    let view = env::EnvView::new(&config.env, config.home.as_deref());
+    let sdk = env::SdkSettings::from_env(&view);
+    let endpoint = env::resolve_imds_endpoint(config.imds_endpoint.as_deref(), &sdk);
+    if let Ok(url) = reqwest::Url::parse(&endpoint)
+        && url.scheme() == "http"
+        && let Some(host) = url.host_str()
+    {
+        assert!(loopback(host), "the check would probe {endpoint}");
+    }
+    assert!(
+        !config.ntp_servers.is_empty(),
+        "the default NTP server is EC2's"
+    );
+    for server in &config.ntp_servers {
+        let host = server.rsplit_once(':').map_or(server.as_str(), |(h, _)| h);
+        assert!(loopback(host), "the check would query NTP at {server}");
+    }
+}
+
 async fn run(config: &CheckConfig) -> Report {
+    assert_loopback_only(config);
     check::run(config).await.expect("the check runs")
 }
 
@@ -1061,6 +1093,7 @@ async fn an_endpoint_variable_the_check_cannot_probe_skips_the_imds_checks() {
         let mut c = config(&sim);
         c.imds_endpoint = None;
         c.env = vars(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", value)]);
+        assert_loopback_only(&c);
         let report = check::run(&c)
             .await
             .unwrap_or_else(|e| panic!("{value:?}: a finding, not a usage error: {e}"));
@@ -1104,6 +1137,7 @@ async fn an_endpoint_variable_the_check_cannot_probe_skips_the_imds_checks() {
     // The same value given as the flag is a usage error (exit 2).
     let mut c = config(&sim);
     c.imds_endpoint = Some("not a url".into());
+    assert_loopback_only(&c);
     let err = check::run(&c).await.unwrap_err();
     sim.shutdown().await;
     assert!(err.starts_with("--imds.endpoint \"not a url\""), "{err}");
@@ -1128,6 +1162,7 @@ async fn endpoint_user_information_is_never_printed() {
     let unprobed = run(&c).await;
     // As a flag the check refuses: the error message.
     c.imds_endpoint = Some(https);
+    assert_loopback_only(&c);
     let err = check::run(&c).await.unwrap_err();
     sim.shutdown().await;
 

@@ -129,30 +129,51 @@ fn logged_endpoint(env: Option<&str>, args: &[&str]) -> String {
     first_log_endpoint(cmd)
 }
 
-/// Runs `cmd` until it logs that it listens, and returns that line's `endpoint=`.
-fn first_log_endpoint(mut cmd: Command) -> String {
+/// Kills the child when a test ends, passing or not, so none is left behind.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd` and waits (20 s at most) for its "imds_exporter listening" log line; the reader
+/// runs on a thread, so a binary that never logs it fails the test instead of hanging it.
+fn spawn_until_listening(mut cmd: Command) -> (Reaped, String) {
     use std::io::{BufRead, BufReader};
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    // Read on a thread, so a binary that never logs the line fails the test instead of hanging it.
+    let mut child = Reaped(
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary runs"),
+    );
+    let stderr = BufReader::new(child.0.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let line = stderr
-            .lines()
-            .map_while(Result::ok)
-            .find(|l| l.contains("imds_exporter listening"));
-        let _ = tx.send(line);
+        // Keeps draining after the line, so the child never writes into a closed pipe.
+        let mut sent = false;
+        for line in stderr.lines().map_while(Result::ok) {
+            if !sent && line.contains("imds_exporter listening") {
+                let _ = tx.send(Some(line));
+                sent = true;
+            }
+        }
+        if !sent {
+            let _ = tx.send(None);
+        }
     });
-    let line = rx.recv_timeout(std::time::Duration::from_secs(20));
-    let _ = child.kill();
-    let _ = child.wait();
-    let line = line
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
         .expect("the start-up line within 20s")
         .expect("the start-up line is logged");
+    (child, line)
+}
+
+/// Runs `cmd` until it logs that it listens, and returns that line's `endpoint=`.
+fn first_log_endpoint(cmd: Command) -> String {
+    let (_child, line) = spawn_until_listening(cmd);
     line.split_whitespace()
         .find_map(|f| f.strip_prefix("endpoint="))
         .unwrap_or_else(|| panic!("no endpoint= in {line}"))
@@ -188,44 +209,18 @@ fn an_environment_twin_sets_its_flag() {
     assert_eq!(first_log_endpoint(cmd), "http://127.0.0.3:9");
 }
 
-/// Kills the child when a test ends early (a failed assertion), so none is left behind.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn sigint_shuts_the_exporter_down_gracefully() {
-    use std::io::{BufRead, BufReader};
-    let mut child = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_imds_exporter"))
-            .args([
-                "--web.listen-address",
-                "127.0.0.1:0",
-                "--collector.ntp=false",
-                "--imds.endpoint",
-                "http://127.0.0.1:9",
-            ])
-            .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("the binary runs"),
-    );
-    let stderr = BufReader::new(child.0.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("imds_exporter listening") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(20))
-        .expect("the exporter logs that it listens within 20s");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imds_exporter"));
+    cmd.args([
+        "--web.listen-address",
+        "127.0.0.1:0",
+        "--collector.ntp=false",
+        "--imds.endpoint",
+        "http://127.0.0.1:9",
+    ])
+    .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    let (mut child, _) = spawn_until_listening(cmd);
     // SAFETY: plain kill(2) on our own child.
     assert_eq!(
         unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGINT) },

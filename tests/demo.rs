@@ -12,13 +12,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-/// The value of the first sample whose line starts with `prefix` (name and labels).
+/// The value of the first sample whose `name{labels}` starts with `prefix`.
 fn sample(exposition: &str, prefix: &str) -> Option<f64> {
-    exposition
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    common::parse(exposition)
+        .into_iter()
+        .find_map(|(key, value)| key.starts_with(prefix).then_some(value))
 }
 
 async fn poll_metrics(url: &str, what: &str, done: impl Fn(&str) -> bool) -> String {

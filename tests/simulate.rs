@@ -216,6 +216,19 @@ async fn ntp_offset(server: &str) -> (f64, Instant) {
     (offset, at)
 }
 
+/// [`ntp_offset`], measured at least a second after `t1`.
+async fn ntp_offset_a_second_after(server: &str, t1: Instant) -> (f64, Instant) {
+    eventually(Duration::from_secs(10), "a second later", || async {
+        let (v, t) = ntp_offset(server).await;
+        if t.duration_since(t1) >= Duration::from_secs(1) {
+            Ok((v, t))
+        } else {
+            Err(format!("{:?} elapsed", t.duration_since(t1)))
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn clock_drift_makes_the_ntp_offset_grow_at_the_set_rate_on_top_of_the_offset() {
     let mut options = sim_options();
@@ -241,15 +254,7 @@ async fn clock_drift_makes_the_ntp_offset_grow_at_the_set_rate_on_top_of_the_off
         "offset {first} {since_sent}s after the drift was set"
     );
     // Measure the growth over at least a second: the answerer's offset at two query times.
-    let (second, t2) = eventually(Duration::from_secs(10), "a second later", || async {
-        let (v, t) = ntp_offset(&server).await;
-        if t.duration_since(t1) >= Duration::from_secs(1) {
-            Ok((v, t))
-        } else {
-            Err(format!("{:?} elapsed", t.duration_since(t1)))
-        }
-    })
-    .await;
+    let (second, t2) = ntp_offset_a_second_after(&server, t1).await;
     let elapsed = t2.duration_since(t1).as_secs_f64();
     let expected = 100_000e-6 * elapsed;
     let grew = second - first;
@@ -268,15 +273,7 @@ async fn clock_drift_makes_the_ntp_offset_grow_at_the_set_rate_on_top_of_the_off
     assert_eq!(status, 200, "{body}");
     let (first, t1) = ntp_offset(&server).await;
     assert!(first <= 0.2 + SLACK, "restarted from 0.2: {first}");
-    let (second, t2) = eventually(Duration::from_secs(10), "a second later", || async {
-        let (v, t) = ntp_offset(&server).await;
-        if t.duration_since(t1) >= Duration::from_secs(1) {
-            Ok((v, t))
-        } else {
-            Err(format!("{:?} elapsed", t.duration_since(t1)))
-        }
-    })
-    .await;
+    let (second, t2) = ntp_offset_a_second_after(&server, t1).await;
     let expected = -100_000e-6 * t2.duration_since(t1).as_secs_f64();
     let fell = second - first;
     assert!(

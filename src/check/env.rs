@@ -912,15 +912,7 @@ fn cidr_contains(net: std::net::IpAddr, bits: u8, ip: std::net::IpAddr) -> bool 
 /// replaced by `***@`. Everything after the scheme up to the last `@` goes, so a password with
 /// an unescaped `/` or `@` (not a valid URL, but a value someone typed) is not shown either.
 pub fn redact_url(value: &str) -> String {
-    let (scheme, rest) = match value.split_once("://") {
-        Some((s, r)) => (format!("{s}://"), r),
-        None => (String::new(), value),
-    };
-    let rest = match rest.rfind('@') {
-        Some(at) => format!("***@{}", &rest[at + 1..]),
-        None => rest.to_string(),
-    };
-    short(&format!("{scheme}{rest}"))
+    short(&crate::probe::imds::redacted_endpoint(value))
 }
 
 /// Whether the SDKs in this environment would send IMDS requests to an http(s) proxy. Judged

@@ -74,7 +74,7 @@ impl SimState {
                 tokens: HashMap::new(),
                 counts: BTreeMap::new(),
                 clock_offset: options.clock_offset,
-                clock_drift_ppm: 0.0,
+                clock_drift_ppm: options.clock_drift,
                 drift_since: Instant::now(),
                 script: None,
                 server_error_toggle: false,
@@ -234,20 +234,9 @@ impl RunningSim {
 }
 
 /// Binds the listeners and starts serving; returns once they are bound.
+/// Every option, the script included, is checked before anything is bound: an error leaves
+/// nothing listening.
 pub async fn start(listen: SocketAddr, options: SimOptions) -> Result<RunningSim, String> {
-    start_drifting(listen, options, 0.0).await
-}
-
-/// [`start`] with the SNTP answerer's clock drifting by `clock_drift_ppm` from start-up
-/// (`simulate --clock-drift`). Every option, the script included, is checked before anything
-/// is bound: an error leaves nothing listening.
-pub async fn start_drifting(
-    listen: SocketAddr,
-    options: SimOptions,
-    clock_drift_ppm: f64,
-) -> Result<RunningSim, String> {
-    let clock_drift_ppm =
-        limits::clock_drift(clock_drift_ppm).map_err(|e| format!("--clock-drift {e}"))?;
     let state = SimState::new(options)?;
     let steps = match &state.options.script {
         Some(path) => {
@@ -259,9 +248,6 @@ pub async fn start_drifting(
         }
         None => None,
     };
-    if clock_drift_ppm != 0.0 {
-        state.set_clock_drift(clock_drift_ppm);
-    }
     let (shutdown, rx) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -296,7 +282,7 @@ pub async fn start_drifting(
 pub async fn run(args: crate::cli::SimulateArgs) -> crate::CliResult {
     crate::logging::init(args.log.level, args.log.format);
     let stop = crate::shutdown_signal();
-    let sim = start_drifting(args.listen, args.sim, args.clock_drift).await?;
+    let sim = start(args.listen, args.sim).await?;
     tracing::info!(address = %sim.addr, "IMDS simulator listening");
     if let Some(ntp) = sim.ntp_addr {
         tracing::info!(address = %ntp, "SNTP answerer listening");

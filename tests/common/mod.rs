@@ -22,6 +22,7 @@ pub fn sim_options() -> SimOptions {
         rotate_every: Duration::from_secs(3600),
         lifetime: Duration::from_secs(6 * 3600),
         clock_offset: 0.0,
+        clock_drift: 0.0,
         slow_delay: Duration::from_secs(2),
         scenario: "healthy".into(),
         script: None,
