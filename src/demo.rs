@@ -4,48 +4,96 @@
 //! 127.0.0.1. It prints where the metrics are and how to switch the simulator's scenarios.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{DemoArgs, SimOptions};
+use crate::config::{ConfigError, positive};
 use crate::exporter::ExporterConfig;
 use crate::probe::imds::ImdsConfig;
+use crate::probe::ntp::NtpConfig;
+use crate::sim::config::SimConfig;
+use crate::web::WebConfig;
 
-pub async fn run(args: DemoArgs) -> crate::CliResult {
-    crate::logging::init(args.log.level, args.log.format);
-    let loopback: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
-    let options = SimOptions {
-        ntp_listen: Some(loopback),
-        rotate_every: args.rotate_every,
-        lifetime: args.lifetime,
-        clock_offset: 0.0,
-        clock_drift: 0.0,
-        slow_delay: Duration::from_secs(2),
-        scenario: args.scenario.clone(),
-        script: args.script.clone(),
-        role: "imds-exporter-demo-role".into(),
-    };
-    if args.interval.is_zero() {
-        return Err("--imds.interval must be greater than 0".into());
+/// The demo's settings (flags of `demo`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoConfig {
+    /// Address of the exporter's `/metrics` (loopback by default; `:0` picks a free port).
+    pub listen_address: SocketAddr,
+    /// Time between probe runs: short, so that the demo moves.
+    pub interval: Duration,
+    /// How often the simulator rotates credentials.
+    pub rotate_every: Duration,
+    /// Lifetime of each set of simulated credentials.
+    pub lifetime: Duration,
+    /// The simulator's scenario at start-up.
+    pub scenario: String,
+    /// A timeline for the simulator to play.
+    pub script: Option<PathBuf>,
+}
+
+impl DemoConfig {
+    pub const DEFAULT_LISTEN_ADDRESS: &str = "127.0.0.1:19254";
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+    pub const DEFAULT_ROTATE_EVERY: Duration = Duration::from_secs(120);
+    pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+    /// The simulator's half: everything on loopback, the NTP answerer on a free port.
+    pub fn sim(&self) -> SimConfig {
+        SimConfig {
+            ntp_listen: Some(loopback()),
+            rotate_every: self.rotate_every,
+            lifetime: self.lifetime,
+            scenario: self.scenario.clone(),
+            script: self.script.clone(),
+            ..SimConfig::default()
+        }
     }
-    options.validate()?;
-    let stop = crate::shutdown_signal();
-    let sim = crate::sim::start(loopback, options).await?;
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("imds.interval", self.interval)?;
+        self.sim().validate()
+    }
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: Self::DEFAULT_LISTEN_ADDRESS
+                .parse()
+                .expect("the default address parses"),
+            interval: Self::DEFAULT_INTERVAL,
+            rotate_every: Self::DEFAULT_ROTATE_EVERY,
+            lifetime: Self::DEFAULT_LIFETIME,
+            scenario: SimConfig::DEFAULT_SCENARIO.into(),
+            script: None,
+        }
+    }
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+pub async fn run(config: DemoConfig) -> Result<(), String> {
+    config.validate().map_err(|e| e.to_string())?;
+    let stop = crate::signals::shutdown();
+    let sim = crate::sim::start(loopback(), config.sim()).await?;
     let exporter = crate::exporter::start(ExporterConfig {
-        listen: args.listen_address,
-        telemetry_path: "/metrics".into(),
+        web: WebConfig {
+            listen_address: config.listen_address,
+            ..WebConfig::default()
+        },
         imds: ImdsConfig {
             endpoint: sim.endpoint(),
-            timeout: Duration::from_secs(1),
-            token_ttl_seconds: 21600,
+            interval: config.interval,
+            ..ImdsConfig::default()
         },
-        imds_interval: args.interval,
-        ntp: sim.ntp_addr.map(|a| crate::exporter::NtpConfig {
+        ntp: sim.ntp_addr.map(|a| NtpConfig {
             servers: vec![a.to_string()],
-            interval: args.interval,
-            timeout: Duration::from_secs(1),
+            interval: config.interval,
+            ..NtpConfig::default()
         }),
-        clock: true,
-        ethtool: Some(regex_lite::Regex::new(".*").expect("valid regex")),
+        ..ExporterConfig::default()
     })
     .await?;
     let metrics = format!("http://{}/metrics", exporter.addr);

@@ -1,4 +1,5 @@
-//! The HTTP side of the exporter: `/metrics`, a landing page, `/-/healthy` and `/-/ready`.
+//! The HTTP side of the exporter: its configuration ([`WebConfig`]), the listener, `/metrics`,
+//! a landing page, `/-/healthy` and `/-/ready`.
 //!
 //! A scrape only encodes what the background probes already recorded, so a hung IMDS can never
 //! stall `/metrics`.
@@ -12,7 +13,64 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
+use crate::config::ConfigError;
 use crate::metrics::Metrics;
+
+/// Where and what the exporter serves (flags `--web.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    pub listen_address: std::net::SocketAddr,
+    pub telemetry_path: String,
+}
+
+impl WebConfig {
+    /// Like Go exporters, `:port` means every address (see [`parse_listen_address`]).
+    pub const DEFAULT_LISTEN_ADDRESS: &str = ":19254";
+    pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_telemetry_path(&self.telemetry_path)
+            .map_err(|e| ConfigError::new("web.telemetry-path", e))
+    }
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            listen_address: parse_listen_address(Self::DEFAULT_LISTEN_ADDRESS)
+                .expect("the default address parses"),
+            telemetry_path: Self::DEFAULT_TELEMETRY_PATH.into(),
+        }
+    }
+}
+
+/// Parses `host:port` or `:port`. Like Go exporters, `:port` means every address: `[::]:port`,
+/// bound dual-stack (IPv4 too) by [`bind`], which falls back to `0.0.0.0:port` on a node without
+/// IPv6.
+pub fn parse_listen_address(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let full = if let Some(port) = s.strip_prefix(':') {
+        format!("[::]:{port}")
+    } else {
+        s.to_string()
+    };
+    full.to_socket_addrs()
+        .map_err(|e| format!("{e} (expected host:port or :port, e.g. :19254)"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
+/// A path the router can serve the metrics on: absolute, no whitespace, not one of ours.
+pub fn validate_telemetry_path(s: &str) -> Result<(), String> {
+    let reserved = ["/", "/-/healthy", "/-/ready"];
+    if !s.starts_with('/') || s.len() < 2 || s.contains(char::is_whitespace) {
+        return Err("must be a path such as /metrics".into());
+    }
+    if reserved.contains(&s) {
+        return Err(format!("{s} is served by the exporter itself"));
+    }
+    Ok(())
+}
 
 #[derive(Clone)]
 pub struct WebState {

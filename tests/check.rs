@@ -14,25 +14,20 @@ use imds_exporter::check::{
     self, CheckConfig, CheckId, KernelReading, LinklocalReading, NodeReading, NodeSource, Report,
     Status, Verdict, env,
 };
-use imds_exporter::cli::SimOptions;
 use imds_exporter::collector::clock::KernelClock;
+use imds_exporter::sim::config::SimConfig;
 use imds_exporter::sim::{self, RunningSim};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn sim_options(scenario: &str) -> SimOptions {
-    SimOptions {
+fn sim_options(scenario: &str) -> SimConfig {
+    SimConfig {
         ntp_listen: Some("127.0.0.1:0".parse().unwrap()),
-        rotate_every: Duration::from_secs(3600),
-        lifetime: Duration::from_secs(6 * 3600),
-        clock_offset: 0.0,
-        clock_drift: 0.0,
-        slow_delay: Duration::from_secs(2),
         scenario: scenario.into(),
-        script: None,
         role: "test-role".into(),
+        ..SimConfig::default()
     }
 }
 
@@ -40,7 +35,7 @@ async fn start(scenario: &str) -> RunningSim {
     start_with(sim_options(scenario)).await
 }
 
-async fn start_with(options: SimOptions) -> RunningSim {
+async fn start_with(options: SimConfig) -> RunningSim {
     sim::start("127.0.0.1:0".parse().unwrap(), options)
         .await
         .expect("simulator starts")

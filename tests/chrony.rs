@@ -145,22 +145,28 @@ async fn the_exporter_reports_chronys_offset() {
         let server = start_chronyd(&chronyd, &faketime, shift);
         sample(server.port).await; // chronyd is up
         let exporter = imds_exporter::exporter::start(imds_exporter::exporter::ExporterConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            telemetry_path: "/metrics".into(),
+            web: imds_exporter::web::WebConfig {
+                listen_address: "127.0.0.1:0".parse().unwrap(),
+                ..Default::default()
+            },
             imds: imds_exporter::probe::imds::ImdsConfig {
                 // Nothing listens on the discard port: IMDS fails, NTP is what we look at.
                 endpoint: "http://127.0.0.1:9".into(),
+                interval: Duration::from_secs(1),
                 timeout: Duration::from_millis(200),
-                token_ttl_seconds: 21600,
+                ..Default::default()
             },
-            imds_interval: Duration::from_secs(1),
-            ntp: Some(imds_exporter::exporter::NtpConfig {
+            ntp: Some(imds_exporter::probe::ntp::NtpConfig {
                 servers: vec![format!("127.0.0.1:{}", server.port)],
                 interval: Duration::from_millis(200),
                 timeout: Duration::from_secs(1),
+                ..Default::default()
             }),
-            clock: false,
-            ethtool: None,
+            node: imds_exporter::collector::NodeViewsConfig {
+                clock: false,
+                ethtool: false,
+                ..Default::default()
+            },
         })
         .await
         .unwrap();

@@ -386,11 +386,12 @@ async fn an_ntp_server_that_never_answers_fails_the_probe_and_loses_its_series()
         silent.local_addr().unwrap().to_string(),
     );
     let mut config = exporter_config(&sim);
-    config.ntp = Some(imds_exporter::exporter::NtpConfig {
+    config.ntp = Some(imds_exporter::probe::ntp::NtpConfig {
         servers: vec![good.clone(), bad.clone()],
         interval: Duration::from_millis(200),
         // Generous for the answering server on a loaded machine; the silent one uses it all.
         timeout: Duration::from_secs(1),
+        ..Default::default()
     });
     let exporter = start_exporter(config).await;
     let s = eventually(Duration::from_secs(20), "two failed NTP runs", || async {

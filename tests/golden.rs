@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use imds_exporter::collector::{NodeViews, clock::KernelClock, ethtool::AllowanceCounters};
+use imds_exporter::labels::{Phase, Probe};
 use imds_exporter::metrics::Metrics;
-use imds_exporter::probe::Phase;
 use imds_exporter::probe::credentials::{CredentialsDoc, Identity, InstanceProfile, Rotation};
+use imds_exporter::probe::imds::metrics::ImdsFamilies;
 use imds_exporter::probe::imds::{ImdsRun, PhaseResult};
+use imds_exporter::probe::ntp::NtpFamilies;
 use imds_exporter::probe::ntp::NtpSample;
 
 const GOLDEN: &str = "tests/fixtures/metrics.golden";
@@ -23,11 +25,19 @@ const LABELS: &str = "tests/fixtures/metrics.labels";
 /// NTP server, the interface, build facts) are open and listed as `*`.
 const CLOSED: [&str; 4] = ["allowance", "phase", "probe", "reason"];
 
-/// An exposition in which every family has a sample.
+/// An exposition in which every family has a sample, registered as the exporter registers them.
 fn full_exposition() -> String {
     let metrics = Metrics::new();
-    metrics.set_interval(imds_exporter::probe::Probe::Imds, Duration::from_secs(30));
-    metrics.set_interval(imds_exporter::probe::Probe::Ntp, Duration::from_secs(60));
+    let imds = metrics.register(ImdsFamilies::new());
+    let ntp = metrics.register(NtpFamilies::new());
+    metrics
+        .probes()
+        .update()
+        .add(Probe::Imds, Duration::from_secs(30));
+    metrics
+        .probes()
+        .update()
+        .add(Probe::Ntp, Duration::from_secs(60));
     let now = Utc::now();
     let run = ImdsRun {
         started_at: Some(now),
@@ -53,8 +63,8 @@ fn full_exposition() -> String {
         identity: Some(Identity::default()),
         v1_enabled: Some(false),
     };
-    metrics.record_imds(&run, now);
-    metrics.record_ntp_sample(
+    imds.update().record(&run);
+    ntp.update().record_sample(
         "127.0.0.1:123",
         &NtpSample {
             offset_seconds: 0.0,
@@ -86,7 +96,7 @@ fn full_exposition() -> String {
             },
         )],
     );
-    metrics.register(Box::new(views));
+    metrics.register_live(Box::new(views));
     String::from_utf8(metrics.encode()).unwrap()
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use imds_exporter::probe::Phase;
+use imds_exporter::labels::Phase;
 use imds_exporter::probe::imds::{ImdsConfig, ImdsProber};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -99,7 +99,7 @@ async fn token_phase_reason(endpoint: String) -> (&'static str, Duration) {
     let mut prober = ImdsProber::new(ImdsConfig {
         endpoint,
         timeout: Duration::from_millis(500),
-        token_ttl_seconds: 21600,
+        ..ImdsConfig::default()
     })
     .unwrap();
     let start = Instant::now();
@@ -166,17 +166,22 @@ async fn nothing_listening_is_a_connect_failure() {
 async fn the_exporter_keeps_serving_metrics_while_imds_streams_garbage() {
     let endpoint = hostile_server(Behaviour::EndlessChunkedBody).await;
     let exporter = common::start_exporter(imds_exporter::exporter::ExporterConfig {
-        listen: common::loopback(),
-        telemetry_path: "/metrics".into(),
+        web: imds_exporter::web::WebConfig {
+            listen_address: common::loopback(),
+            ..Default::default()
+        },
         imds: ImdsConfig {
             endpoint,
+            interval: Duration::from_millis(100),
             timeout: Duration::from_millis(500),
-            token_ttl_seconds: 21600,
+            ..ImdsConfig::default()
         },
-        imds_interval: Duration::from_millis(100),
         ntp: None,
-        clock: false,
-        ethtool: None,
+        node: imds_exporter::collector::NodeViewsConfig {
+            clock: false,
+            ethtool: false,
+            ..Default::default()
+        },
     })
     .await;
     let s = common::after_runs(&exporter, 3.0).await;
@@ -240,7 +245,7 @@ async fn a_minimal_look_alike_succeeds_and_metadata_failures_do_not_fail_the_pro
     let mut prober = ImdsProber::new(ImdsConfig {
         endpoint: minimal_imds().await,
         timeout: Duration::from_millis(500),
-        token_ttl_seconds: 21600,
+        ..ImdsConfig::default()
     })
     .unwrap();
     let run = prober.run().await;

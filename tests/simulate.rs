@@ -9,9 +9,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
+use imds_exporter::labels::{Phase, Reason};
 use imds_exporter::probe::imds::{ImdsConfig, ImdsProber, RequestError};
 use imds_exporter::probe::ntp;
-use imds_exporter::probe::{Phase, Reason};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 fn json(body: &str) -> serde_json::Value {
@@ -91,7 +91,7 @@ async fn the_prober_fails_a_cut_transfer_in_the_credentials_phase_with_reason_co
     let mut prober = ImdsProber::new(ImdsConfig {
         endpoint: sim.endpoint(),
         timeout: Duration::from_secs(2),
-        token_ttl_seconds: 21600,
+        ..ImdsConfig::default()
     })
     .unwrap();
     let run = prober.run().await;

@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{Check, CheckId};
-use crate::cli::DEFAULT_IMDS_ENDPOINT;
+const DEFAULT_IMDS_ENDPOINT: &str = crate::probe::imds::ImdsConfig::DEFAULT_ENDPOINT;
 
 /// The SDKs' default IMDS request timeout (botocore, Rust, Java v2: 1 s).
 pub const DEFAULT_SDK_TIMEOUT: Duration = Duration::from_secs(1);

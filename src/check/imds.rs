@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::env::{SdkSettings, Setting, list_origins, why_not_probed};
 use super::{Check, CheckId, ConnectFailure, ImdsObservation, fmt_deadline, fmt_latency, fmt_span};
-use crate::probe::Phase;
+use crate::labels::Phase;
 use crate::probe::credentials::ParseError;
 use crate::probe::imds::{PhaseResult, RequestError};
 
@@ -931,7 +931,7 @@ mod tests {
     fn the_role_name_survives_a_failed_credentials_document() {
         let mut obs = healthy(6 * 3600);
         obs.role = Some("app-role".into());
-        obs.run.outcome = Some(Err(crate::probe::Reason::InvalidResponse));
+        obs.run.outcome = Some(Err(crate::labels::Reason::InvalidResponse));
         obs.run.phases[2].error = Some(RequestError::Parse(ParseError::CodeNotSuccess {
             code: "AssumeRoleUnauthorizedAccess".into(),
         }));

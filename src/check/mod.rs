@@ -29,11 +29,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::cli::{CheckArgs, OutputFormat};
+use crate::config::{ConfigError, positive};
 use crate::probe::imds::{ImdsConfig, ImdsProber};
+use crate::probe::ntp::NtpConfig;
 
 /// TTL of the one token the check asks for: it is used for a few seconds and then dropped.
-const CHECK_TOKEN_TTL_SECONDS: u32 = 60;
+const CHECK_TOKEN_TTL: Duration = Duration::from_secs(60);
 
 /// Every check, in report order. The ids are a contract (`--output json`, docs/check.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -347,14 +348,18 @@ pub struct CheckConfig {
 }
 
 impl CheckConfig {
+    /// Longer than the SDKs' 1 s on purpose: a slow answer is measured and compared with the
+    /// SDK timeout instead of merely timing out.
+    pub const DEFAULT_IMDS_TIMEOUT: Duration = Duration::from_secs(2);
+
     /// A configuration for the given IMDS endpoint and NTP server with an empty environment,
     /// no home directory, and the host's node views.
     pub fn new(imds_endpoint: impl Into<String>, ntp_server: impl Into<String>) -> Self {
         Self {
             imds_endpoint: Some(imds_endpoint.into()),
-            imds_timeout: Duration::from_secs(2),
+            imds_timeout: CheckConfig::DEFAULT_IMDS_TIMEOUT,
             ntp_servers: vec![ntp_server.into()],
-            ntp_timeout: Duration::from_secs(1),
+            ntp_timeout: NtpConfig::DEFAULT_TIMEOUT,
             ntp_allow_public: false,
             env: BTreeMap::new(),
             home: None,
@@ -362,9 +367,9 @@ impl CheckConfig {
         }
     }
 
-    /// The configuration `check` runs with: the flags, this process's environment and `$HOME`.
-    pub fn from_args(args: &CheckArgs) -> Self {
-        let env: BTreeMap<String, String> = std::env::vars_os()
+    /// This process's environment and home directory: what the SDKs in it would read.
+    pub fn with_process_env(mut self) -> Self {
+        self.env = std::env::vars_os()
             .map(|(k, v)| {
                 (
                     k.to_string_lossy().into_owned(),
@@ -372,23 +377,58 @@ impl CheckConfig {
                 )
             })
             .collect();
-        let home = env.get("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-        Self {
-            imds_endpoint: args.imds_endpoint.clone(),
-            imds_timeout: args.imds_timeout,
-            ntp_servers: args.ntp_servers.clone(),
-            ntp_timeout: args.ntp_timeout,
-            ntp_allow_public: args.ntp_allow_public,
-            env,
-            home,
-            node: NodeSource::Host,
-        }
+        self.home = self
+            .env
+            .get("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from);
+        self
     }
 
     /// The NTP servers to query, host:port.
     pub fn ntp_servers(&self) -> Vec<String> {
-        crate::cli::ntp_servers_or_default(&self.ntp_servers)
+        NtpConfig::servers_or_default(&self.ntp_servers)
     }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("imds.timeout", self.imds_timeout)?;
+        positive("ntp.timeout", self.ntp_timeout)
+    }
+}
+
+impl Default for CheckConfig {
+    /// The host's view: the default endpoints (or the SDKs' variable), the default deadlines.
+    fn default() -> Self {
+        Self {
+            imds_endpoint: None,
+            imds_timeout: CheckConfig::DEFAULT_IMDS_TIMEOUT,
+            ntp_servers: Vec::new(),
+            ntp_timeout: NtpConfig::DEFAULT_TIMEOUT,
+            ntp_allow_public: false,
+            env: BTreeMap::new(),
+            home: None,
+            node: NodeSource::Host,
+        }
+    }
+}
+
+/// How the report is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Aligned text for people.
+    Human,
+    /// JSON (schema in docs/check.md).
+    Json,
+}
+
+/// How `check` presents its report (flags `--output`, `--strict`, `--no-color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputConfig {
+    pub format: OutputFormat,
+    /// Treat warnings as failures (exit 1).
+    pub strict: bool,
+    /// Never colour (colour is used only on a terminal, and never when NO_COLOR is set).
+    pub no_color: bool,
 }
 
 /// Runs every probe once and evaluates everything. `Err` means the check could not run at all
@@ -396,12 +436,7 @@ impl CheckConfig {
 /// including an endpoint from the environment or the profile that this check cannot probe (the
 /// IMDS checks are then skipped and `sdk.imds_endpoint` says what SDKs make of it).
 pub async fn run(config: &CheckConfig) -> Result<Report, String> {
-    if config.imds_timeout.is_zero() {
-        return Err("--imds.timeout must be greater than 0".into());
-    }
-    if config.ntp_timeout.is_zero() {
-        return Err("--ntp.timeout must be greater than 0".into());
-    }
+    config.validate().map_err(|e| e.to_string())?;
     let env_view = env::EnvView::new(&config.env, config.home.as_deref());
     let flag = config
         .imds_endpoint
@@ -415,7 +450,8 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
     let prober = ImdsProber::new(ImdsConfig {
         endpoint: endpoint.clone(),
         timeout: config.imds_timeout,
-        token_ttl_seconds: CHECK_TOKEN_TTL_SECONDS,
+        token_ttl: CHECK_TOKEN_TTL,
+        ..ImdsConfig::default()
     });
     let mut prober = match (prober, flag) {
         (Ok(p), _) => Some(p),
@@ -423,7 +459,7 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
             return Err(format!(
                 "--imds.endpoint {:?} must be an http:// URL without a path, such as {}",
                 env::redact_url(flag),
-                crate::cli::DEFAULT_IMDS_ENDPOINT
+                ImdsConfig::DEFAULT_ENDPOINT
             ));
         }
         // Without the flag the endpoint came from the endpoint setting (the variable or the
@@ -489,17 +525,16 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
 }
 
 /// `imds_exporter check`: runs, prints, and returns the verdict's exit code.
-pub async fn run_cli(args: CheckArgs) -> Result<ExitCode, String> {
-    let config = CheckConfig::from_args(&args);
+pub async fn run_and_print(config: CheckConfig, output: OutputConfig) -> Result<ExitCode, String> {
     let report = run(&config).await?;
-    let verdict = report.verdict(args.strict);
-    let text = match args.output {
-        OutputFormat::Json => report::json(&report, args.strict),
+    let verdict = report.verdict(output.strict);
+    let text = match output.format {
+        OutputFormat::Json => report::json(&report, output.strict),
         OutputFormat::Human => {
             // https://no-color.org: any non-empty NO_COLOR turns colour off.
             let no_color_env = config.env.get("NO_COLOR").is_some_and(|v| !v.is_empty());
-            let colour = !args.no_color && !no_color_env && std::io::stdout().is_terminal();
-            report::human(&report, args.strict, colour)
+            let colour = !output.no_color && !no_color_env && std::io::stdout().is_terminal();
+            report::human(&report, output.strict, colour)
         }
     };
     // A closed pipe (`| head`) is not an error worth a panic.
@@ -541,7 +576,7 @@ async fn observe_imds(
     let run = prober.run().await;
     let mut instance_id = run.identity.as_ref().map(|i| i.instance_id.clone());
     if instance_id.is_none() && run.v1_enabled == Some(true) {
-        instance_id = instance_id_without_token(endpoint, deadline).await;
+        instance_id = instance_id_without_token(prober).await;
     }
     ImdsObservation {
         endpoint: shown_endpoint.to_string(),
@@ -577,22 +612,17 @@ async fn tcp_connect(endpoint: &str, deadline: Duration) -> Result<Duration, Con
 
 /// `GET /latest/meta-data/instance-id` without a token; only used when IMDSv1 answers and the
 /// identity document could not be had, so that a fix can name the instance.
-async fn instance_id_without_token(endpoint: &str, deadline: Duration) -> Option<String> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(deadline)
-        .build()
-        .ok()?;
-    let resp = client
-        .get(format!("{endpoint}/latest/meta-data/instance-id"))
-        .send()
+/// Made through the probe's own client: no proxy, no redirect, the same deadline and body cap.
+async fn instance_id_without_token(prober: &ImdsProber) -> Option<String> {
+    let answer = prober
+        .http()
+        .send(reqwest::Method::GET, "/latest/meta-data/instance-id", &[])
         .await
         .ok()?;
-    if resp.status() != reqwest::StatusCode::OK {
+    if answer.status != 200 {
         return None;
     }
-    let text = resp.text().await.ok()?;
+    let text = std::str::from_utf8(&answer.body).ok()?;
     let id = text.trim();
     let valid = id.starts_with("i-")
         && id.len() <= 32

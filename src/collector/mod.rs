@@ -1,21 +1,85 @@
 //! Node-level views that are not requests to a service: the kernel's clock discipline
-//! (`adjtimex`) and the ENA driver's allowance counters (ethtool). Both are refreshed by the
-//! exporter's clock loop and served from a cache, so a scrape makes no system call.
+//! (`adjtimex`) and the ENA driver's allowance counters (ethtool). Both are read on their own
+//! schedule (`--collector.interval`, [`NodeViewsConfig`]) by the scheduler and served from a
+//! cache, so a scrape makes no system call. Each collector owns its metric names (see
+//! [`crate::metrics`] for the rule).
 //!
-//! Layout: `clock` reads `adjtimex(2)`; `ethtool` reads `SIOCETHTOOL` statistics; this module
-//! caches their results and renders them as metric families. `process` is the exporter's own
-//! `process_*` metrics, read at scrape time.
+//! Layout: `clock` reads `adjtimex(2)`; `ethtool` reads `SIOCETHTOOL` statistics; this file
+//! holds their configuration, caches their results and renders them as metric families.
+//! `process` is the exporter's own `process_*` metrics, read at scrape time.
 
 pub mod clock;
 pub mod ethtool;
 pub mod process;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{MetricFamily, MetricType};
 
-use crate::metrics::desc;
+use crate::config::{ConfigError, positive};
+use crate::labels::Probe;
+use crate::metrics::{desc, family, label};
+use crate::probe::{Failure, Prober};
+use crate::scheduler::Schedule;
+
+/// Which node views run, and how often they are read (flags `--collector.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeViewsConfig {
+    /// Time between reads of the views.
+    pub interval: Duration,
+    /// Read the kernel clock (adjtimex).
+    pub clock: bool,
+    /// Read the ENA allowance counters (ethtool).
+    pub ethtool: bool,
+    /// Regex of the interfaces whose counters are read, anchored at both ends.
+    pub ethtool_interfaces: String,
+}
+
+impl NodeViewsConfig {
+    /// The kernel's clock state and the drop counters move slowly: once a minute is enough for
+    /// alerts whose windows are 5 minutes.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+    pub const DEFAULT_ETHTOOL_INTERFACES: &str = ".*";
+
+    /// The anchored interface filter, or `None` when the ethtool view is off.
+    pub fn ethtool_filter(&self) -> Result<Option<regex_lite::Regex>, ConfigError> {
+        if !self.ethtool {
+            return Ok(None);
+        }
+        regex_lite::Regex::new(&format!("^(?:{})$", self.ethtool_interfaces))
+            .map(Some)
+            .map_err(|e| ConfigError::new("collector.ethtool.interfaces", e.to_string()))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("collector.interval", self.interval)?;
+        self.ethtool_filter()?;
+        Ok(())
+    }
+
+    /// Reads are quick system calls; a deadline of 10 s (or the interval) only guards against
+    /// a driver that hangs.
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            interval: self.interval,
+            deadline: self.interval.min(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl Default for NodeViewsConfig {
+    fn default() -> Self {
+        Self {
+            interval: Self::DEFAULT_INTERVAL,
+            clock: true,
+            ethtool: true,
+            ethtool_interfaces: Self::DEFAULT_ETHTOOL_INTERFACES.into(),
+        }
+    }
+}
 
 /// The allowance counters and their `allowance` label values.
 const ALLOWANCES: [&str; 4] = ["bw_in", "bw_out", "pps", "conntrack"];
@@ -38,12 +102,12 @@ pub struct NodeViews {
     logged_not_permitted: Mutex<bool>,
 }
 
-const HELP_SYNC: &str = "Whether the kernel reports the clock synchronised (adjtimex: not TIME_ERROR and no STA_UNSYNC). Refreshed by the background clock loop.";
-const HELP_MAXERR: &str = "Maximum error of the clock reported by the kernel (adjtimex maxerror), in seconds. Refreshed by the background clock loop.";
-const HELP_ESTERR: &str = "Estimated error of the clock reported by the kernel (adjtimex esterror), in seconds. Refreshed by the background clock loop.";
-const HELP_READABLE: &str = "Whether adjtimex(2) could be read (0 under a seccomp profile that needs CAP_SYS_TIME). Refreshed by the background clock loop.";
-const HELP_LINKLOCAL: &str = "Packets dropped because traffic to link-local services (IMDS, Amazon DNS, Amazon Time Sync) exceeded 1024 packets/s, from the ENA driver (ethtool linklocal_allowance_exceeded). Refreshed by the background clock loop.";
-const HELP_ALLOWANCE: &str = "Packets queued or dropped because an instance network allowance was exceeded, from the ENA driver (ethtool <allowance>_allowance_exceeded). Refreshed by the background clock loop.";
+const HELP_SYNC: &str = "Whether the kernel reports the clock synchronised (adjtimex: not TIME_ERROR and no STA_UNSYNC). Read in the background every --collector.interval, not at scrape time.";
+const HELP_MAXERR: &str = "Maximum error of the clock reported by the kernel (adjtimex maxerror), in seconds. Read in the background every --collector.interval, not at scrape time.";
+const HELP_ESTERR: &str = "Estimated error of the clock reported by the kernel (adjtimex esterror), in seconds. Read in the background every --collector.interval, not at scrape time.";
+const HELP_READABLE: &str = "Whether adjtimex(2) could be read (0 under a seccomp profile that needs CAP_SYS_TIME). Read in the background every --collector.interval, not at scrape time.";
+const HELP_LINKLOCAL: &str = "Packets dropped because traffic to link-local services (IMDS, Amazon DNS, Amazon Time Sync) exceeded 1024 packets/s, from the ENA driver (ethtool linklocal_allowance_exceeded). Read in the background every --collector.interval, not at scrape time.";
+const HELP_ALLOWANCE: &str = "Packets queued or dropped because an instance network allowance was exceeded, from the ENA driver (ethtool <allowance>_allowance_exceeded). Read in the background every --collector.interval, not at scrape time.";
 
 impl NodeViews {
     /// `ethtool_filter` is `None` when the ethtool view is disabled.
@@ -140,38 +204,6 @@ fn read_allowances(filter: &regex_lite::Regex) -> Vec<(String, ethtool::Allowanc
         .collect()
 }
 
-fn label(name: &str, value: &str) -> LabelPair {
-    let mut l = LabelPair::default();
-    l.set_name(name.to_string());
-    l.set_value(value.to_string());
-    l
-}
-
-fn family(d: &Desc, kind: MetricType, samples: Vec<(Vec<LabelPair>, f64)>) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(d.fq_name.clone());
-    f.set_help(d.help.clone());
-    f.set_field_type(kind);
-    for (labels, value) in samples {
-        let mut m = Metric::default();
-        m.set_label(labels);
-        match kind {
-            MetricType::COUNTER => {
-                let mut c = prometheus::proto::Counter::default();
-                c.set_value(value);
-                m.set_counter(c);
-            }
-            _ => {
-                let mut g = prometheus::proto::Gauge::default();
-                g.set_value(value);
-                m.set_gauge(g);
-            }
-        }
-        f.mut_metric().push(m);
-    }
-    f
-}
-
 impl Collector for NodeViews {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
@@ -225,6 +257,43 @@ impl Collector for NodeViews {
         out.push(family(&d[5], MetricType::COUNTER, allowances));
         out.retain(|f| !f.get_metric().is_empty());
         out
+    }
+}
+
+impl NodeViews {
+    /// The views `config` switches on.
+    pub fn from_config(config: &NodeViewsConfig) -> Result<Self, ConfigError> {
+        Ok(Self::new(config.clock, config.ethtool_filter()?))
+    }
+}
+
+/// The node views as the scheduler runs them: a blocking read of both, on a blocking thread.
+pub struct NodeViewsProbe(pub Arc<NodeViews>);
+
+impl Prober for NodeViewsProbe {
+    const PROBE: Option<Probe> = None;
+    const FAILING: &'static str = "node views cannot be read";
+    const RECOVERED: &'static str = "node views read again";
+    type Report = ();
+
+    fn run(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        let views = self.0.clone();
+        async move {
+            // ethtool and adjtimex are quick system calls, but blocking ones.
+            let _ = tokio::task::spawn_blocking(move || views.refresh()).await;
+        }
+    }
+
+    fn cut_off(&mut self, deadline: Duration) {
+        tracing::debug!(
+            ?deadline,
+            "reading the node views took longer than their deadline"
+        );
+    }
+
+    /// The views record themselves (they are a live collector) and log what they cannot read.
+    fn record(&mut self, _report: &(), _now: DateTime<Utc>) -> Option<Failure> {
+        None
     }
 }
 

@@ -18,8 +18,7 @@ use std::sync::Mutex;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{MetricFamily, MetricType};
 
-use super::family;
-use crate::metrics::desc;
+use crate::metrics::{desc, family};
 
 /// The fields of `/proc/self/stat` this collector reads, in their units.
 #[derive(Debug, Clone, Copy, PartialEq)]

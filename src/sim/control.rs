@@ -11,9 +11,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::SimState;
 use super::limits::{MAX_CLOCK_DRIFT_PPM, MAX_CLOCK_OFFSET};
 use super::scenario::Scenario;
+use super::state::SimState;
 
 fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
@@ -35,7 +35,9 @@ pub async fn set_scenario(
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    match Scenario::parse(&name, &params, &state.options).and_then(|s| state.set_scenario(s)) {
+    match Scenario::parse(&name, &params, &state.config.scenario_defaults())
+        .and_then(|s| state.set_scenario(s))
+    {
         Ok(()) => Json(current(&state)).into_response(),
         Err(e) => bad_request(e),
     }
@@ -48,7 +50,7 @@ pub async fn state(State(state): State<Arc<SimState>>) -> Response {
 
 /// `POST /_sim/script` with a YAML or JSON list of steps; replaces any script playing.
 pub async fn script(State(state): State<Arc<SimState>>, body: String) -> Response {
-    match super::script::parse(&body, &state.options) {
+    match super::script::parse(&body, &state.config.scenario_defaults()) {
         Ok(steps) => {
             let n = steps.len();
             super::script::play(state.clone(), steps);

@@ -16,9 +16,21 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
-use super::SimState;
 use super::scenario::{Scenario, TruncateMode};
-use super::server::ConnControl;
+use super::state::SimState;
+
+/// Lets a handler reset the connection it is answering on (the `refused` scenario); the accept
+/// loop in `server` arms it.
+#[derive(Clone)]
+pub struct ConnControl {
+    pub(super) reset: Arc<tokio::sync::Notify>,
+}
+
+impl ConnControl {
+    pub fn reset(&self) {
+        self.reset.notify_one();
+    }
+}
 
 const TOKEN_PATH: &str = "/latest/api/token";
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
@@ -225,7 +237,7 @@ fn token(state: &SimState, method: &Method, headers: &HeaderMap) -> Response {
 }
 
 fn metadata(state: &SimState, scenario: &Scenario, path: &str) -> Response {
-    let role = state.options.role.as_str();
+    let role = state.config.role.as_str();
     let no_role = *scenario == Scenario::NoRole;
     let ok = |body: String| text(StatusCode::OK, body);
     match path {
@@ -264,12 +276,12 @@ fn metadata(state: &SimState, scenario: &Scenario, path: &str) -> Response {
 
 fn credentials(state: &SimState, scenario: &Scenario) -> Response {
     let now = Utc::now();
-    let generation = state.lock().credentials.current(scenario, now);
+    let generation = state.current_credentials(scenario, now);
     let doc = generation.document();
     let body = match scenario {
         Scenario::CodeError => format!(
             "{{\n  \"Code\" : \"AssumeRoleUnauthorizedAccess\",\n  \"Message\" : \"EC2 cannot assume the role {}. Please see documentation at https://docs.aws.amazon.com/IAM/latest/UserGuide/RolesTroubleshooting.html#troubleshoot_iam-ec2_errors-info-doc.\",\n  \"LastUpdated\" : \"{}\"\n}}",
-            state.options.role,
+            state.config.role,
             now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ),
         Scenario::Malformed => "<html><body>Service Unavailable</body></html>\n".to_string(),
@@ -353,10 +365,13 @@ mod tests {
 
     use tokio::io::AsyncWriteExt;
 
-    use crate::cli::SimOptions;
+    use crate::sim::config::SimConfig;
 
-    fn options() -> SimOptions {
-        SimOptions::from_flags(&["--scenario", "slow?delay=300ms"])
+    fn options() -> SimConfig {
+        SimConfig {
+            scenario: "slow?delay=300ms".into(),
+            ..SimConfig::default()
+        }
     }
 
     #[tokio::test]

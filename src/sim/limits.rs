@@ -53,20 +53,6 @@ pub fn at_most(d: Duration, max: Duration) -> Result<Duration, String> {
     }
 }
 
-/// The bounds on the simulator's duration flags (shared by `simulate` and `demo`); an error
-/// names the flag.
-pub fn check_flags(options: &crate::cli::SimOptions) -> Result<(), String> {
-    let flags = [
-        ("--rotate-every", options.rotate_every, MAX_CREDENTIAL_TIME),
-        ("--lifetime", options.lifetime, MAX_CREDENTIAL_TIME),
-        ("--slow-delay", options.slow_delay, MAX_DELAY),
-    ];
-    for (flag, value, max) in flags {
-        at_most(value, max).map_err(|e| format!("{flag} {e}"))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,7 +63,7 @@ mod tests {
         assert_eq!(human(MAX_SCRIPT_AT), "1year");
         assert_eq!(human(MAX_DELAY), "10m");
         assert_eq!(
-            crate::cli::parse_duration("1year").unwrap(),
+            crate::config::parse_duration("1year").unwrap(),
             MAX_CREDENTIAL_TIME
         );
     }
@@ -98,24 +84,5 @@ mod tests {
             let err = clock_drift(bad).unwrap_err();
             assert!(err.contains("-100000 to 100000"), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn every_duration_flag_is_bounded_and_named() {
-        use crate::cli::SimOptions;
-        for (flags, flag) in [
-            (&["--rotate-every", "2years"][..], "--rotate-every"),
-            (&["--lifetime", "500000years"][..], "--lifetime"),
-            (&["--slow-delay", "11m"][..], "--slow-delay"),
-        ] {
-            let err = SimOptions::from_flags(flags).validate().unwrap_err();
-            assert!(err.starts_with(flag), "{flags:?}: {err}");
-            assert!(err.contains("must be at most"), "{flags:?}: {err}");
-        }
-        assert!(
-            SimOptions::from_flags(&["--rotate-every", "1d", "--lifetime", "1year"])
-                .validate()
-                .is_ok()
-        );
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::limits::{MAX_CREDENTIAL_TIME, MAX_DELAY, at_most};
-use crate::cli::{SimOptions, parse_duration};
+use crate::config::parse_duration;
 
 /// Every scenario name, in the order the docs list them.
 pub const NAMES: [&str; 20] = [
@@ -32,6 +32,15 @@ pub const NAMES: [&str; 20] = [
     "truncated",
     "huge",
 ];
+
+/// What a scenario takes from the simulator's configuration when a switch gives no parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScenarioDefaults {
+    /// `slow` without `?delay=` (`--slow-delay`).
+    pub slow_delay: Duration,
+    /// The credentials' lifetime (`--lifetime`): `rotate-late`'s lead must be shorter.
+    pub lifetime: Duration,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scenario {
@@ -155,7 +164,7 @@ impl Scenario {
     pub fn parse(
         name: &str,
         params: &HashMap<String, String>,
-        options: &SimOptions,
+        defaults: &ScenarioDefaults,
     ) -> Result<Scenario, String> {
         // A script step may carry its parameters inline: "slow?delay=500ms".
         if let Some((base, query)) = name.split_once('?') {
@@ -164,7 +173,7 @@ impl Scenario {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 all.insert(k.to_string(), v.to_string());
             }
-            return Scenario::parse(base, &all, options);
+            return Scenario::parse(base, &all, defaults);
         }
         let allowed: &[&str] = match name {
             "throttle-partial" => &["ratio"],
@@ -209,7 +218,7 @@ impl Scenario {
                 Scenario::ThrottlePartial { ratio }
             }
             "slow" => Scenario::Slow {
-                delay: duration("delay", options.slow_delay, MAX_DELAY)?,
+                delay: duration("delay", defaults.slow_delay, MAX_DELAY)?,
             },
             "jitter" => {
                 let p50 = duration("p50", Duration::from_millis(200), MAX_DELAY)?;
@@ -232,12 +241,12 @@ impl Scenario {
             "stale" => Scenario::Stale,
             "rotate-late" => {
                 let lead = duration("lead", Duration::from_secs(2 * 60), MAX_CREDENTIAL_TIME)?;
-                if lead >= options.lifetime {
+                if lead >= defaults.lifetime {
                     // Each late set must outlive the lead, or none would ever be the last.
                     return Err(format!(
                         "lead={}: must be shorter than --lifetime ({})",
                         humantime::format_duration(lead),
-                        humantime::format_duration(options.lifetime)
+                        humantime::format_duration(defaults.lifetime)
                     ));
                 }
                 Scenario::RotateLate { lead }
@@ -292,8 +301,8 @@ fn standard_normal() -> f64 {
 mod tests {
     use super::*;
 
-    fn options() -> SimOptions {
-        SimOptions::from_flags(&[])
+    fn options() -> ScenarioDefaults {
+        crate::sim::config::SimConfig::default().scenario_defaults()
     }
 
     fn parse(name: &str, params: &[(&str, &str)]) -> Result<Scenario, String> {
@@ -393,7 +402,10 @@ mod tests {
             );
         }
         // Nor the default 2m lead under a shorter lifetime.
-        let short = SimOptions::from_flags(&["--rotate-every", "10s", "--lifetime", "1m"]);
+        let short = ScenarioDefaults {
+            lifetime: Duration::from_secs(60),
+            ..options()
+        };
         let err = Scenario::parse("rotate-late", &HashMap::new(), &short).unwrap_err();
         assert!(err.contains("--lifetime (1m)"), "{err}");
     }

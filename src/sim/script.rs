@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::SimState;
 use super::limits::{MAX_SCRIPT_AT, at_most};
-use super::scenario::Scenario;
-use crate::cli::{SimOptions, parse_duration};
+use super::scenario::{Scenario, ScenarioDefaults};
+use super::state::SimState;
+use crate::config::parse_duration;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
@@ -77,7 +77,7 @@ impl At {
     }
 }
 
-pub fn parse(text: &str, options: &SimOptions) -> Result<Vec<Step>, String> {
+pub fn parse(text: &str, defaults: &ScenarioDefaults) -> Result<Vec<Step>, String> {
     // JSON is YAML too, but serde_json's messages are better for JSON.
     let raw: Vec<RawStep> = if text.trim_start().starts_with('[') {
         serde_json::from_str(text).map_err(|e| format!("invalid JSON script: {e}"))?
@@ -103,7 +103,7 @@ pub fn parse(text: &str, options: &SimOptions) -> Result<Vec<Step>, String> {
                 (k, v)
             })
             .collect();
-        let scenario = Scenario::parse(&r.scenario, &params, options)
+        let scenario = Scenario::parse(&r.scenario, &params, defaults)
             .map_err(|e| format!("step {}: {e}", i + 1))?;
         steps.push(Step { at, scenario });
     }
@@ -135,8 +135,8 @@ pub fn play(state: Arc<SimState>, steps: Vec<Step>) {
 mod tests {
     use super::*;
 
-    fn options() -> SimOptions {
-        SimOptions::from_flags(&[])
+    fn options() -> ScenarioDefaults {
+        crate::sim::config::SimConfig::default().scenario_defaults()
     }
 
     #[test]

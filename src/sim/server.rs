@@ -12,19 +12,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-use super::SimState;
-
-/// Lets a handler reset the connection it is answering on.
-#[derive(Clone)]
-pub struct ConnControl {
-    reset: Arc<Notify>,
-}
-
-impl ConnControl {
-    pub fn reset(&self) {
-        self.reset.notify_one();
-    }
-}
+use super::imds::ConnControl;
+use super::state::SimState;
 
 pub fn router(state: Arc<SimState>) -> Router {
     Router::new()

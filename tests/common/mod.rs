@@ -7,30 +7,27 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use imds_exporter::cli::SimOptions;
+use imds_exporter::collector::NodeViewsConfig;
 use imds_exporter::exporter::{self, ExporterConfig, RunningExporter};
 use imds_exporter::probe::imds::ImdsConfig;
+use imds_exporter::probe::ntp::NtpConfig;
+use imds_exporter::sim::config::SimConfig;
 use imds_exporter::sim::{self, RunningSim};
+use imds_exporter::web::WebConfig;
 
 pub fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-pub fn sim_options() -> SimOptions {
-    SimOptions {
+pub fn sim_options() -> SimConfig {
+    SimConfig {
         ntp_listen: Some(loopback()),
-        rotate_every: Duration::from_secs(3600),
-        lifetime: Duration::from_secs(6 * 3600),
-        clock_offset: 0.0,
-        clock_drift: 0.0,
-        slow_delay: Duration::from_secs(2),
-        scenario: "healthy".into(),
-        script: None,
         role: "test-role".into(),
+        ..SimConfig::default()
     }
 }
 
-pub async fn start_sim(options: SimOptions) -> RunningSim {
+pub async fn start_sim(options: SimConfig) -> RunningSim {
     sim::start(loopback(), options)
         .await
         .expect("simulator starts")
@@ -40,21 +37,26 @@ pub async fn start_sim(options: SimOptions) -> RunningSim {
 /// sees several runs per second and timeouts cost little.
 pub fn exporter_config(sim: &RunningSim) -> ExporterConfig {
     ExporterConfig {
-        listen: loopback(),
-        telemetry_path: "/metrics".into(),
+        web: WebConfig {
+            listen_address: loopback(),
+            ..WebConfig::default()
+        },
         imds: ImdsConfig {
             endpoint: sim.endpoint(),
+            interval: Duration::from_millis(100),
             timeout: Duration::from_millis(300),
-            token_ttl_seconds: 21600,
+            ..ImdsConfig::default()
         },
-        imds_interval: Duration::from_millis(100),
-        ntp: sim.ntp_addr.map(|a| exporter::NtpConfig {
+        ntp: sim.ntp_addr.map(|a| NtpConfig {
             servers: vec![a.to_string()],
             interval: Duration::from_millis(200),
             timeout: Duration::from_millis(500),
+            ..NtpConfig::default()
         }),
-        clock: true,
-        ethtool: None,
+        node: NodeViewsConfig {
+            ethtool: false,
+            ..NodeViewsConfig::default()
+        },
     }
 }
 

@@ -1,38 +1,34 @@
 //! The IMDS probe: one run does what an SDK does when it creates a client.
 //!
-//! Owns the HTTP side: the token PUT, the role and credentials GETs, the hourly metadata GETs and
-//! the IMDSv1 posture check, each with its own deadline, timed with a monotonic clock. Returns an
-//! [`ImdsRun`] report; it does not touch metrics (the exporter records the report) and does not
-//! parse documents itself (see [`super::credentials`]).
+//! Owns the IMDS side: its configuration ([`ImdsConfig`]), the token PUT, the role and
+//! credentials GETs, the hourly metadata GETs and the IMDSv1 posture check, each with its own
+//! deadline and timed with a monotonic clock ([`ImdsProber`], an [`ImdsRun`] report), and the
+//! series they are recorded in ([`metrics`]). The HTTP exchange itself is in [`http`], shared
+//! with `check`; documents are parsed in [`super::credentials`].
 //!
-//! Deliberate differences from a general HTTP client, all of them what a careful SDK does:
-//! no proxy (IMDS is link-local; `HTTP_PROXY` would send it to the proxy), no redirects (a
-//! redirect from 169.254.169.254 is an attack or a misconfigured interceptor), a body cap, and a
-//! fresh connection per request (no pooling), so that every run measures connection set-up as a
-//! new SDK client would and a stuck connection cannot carry over between runs.
-//!
-//! Because of those differences the requests are made with hyper's connection API directly: one
-//! TCP connection, one HTTP/1.1 exchange, driven in the probe's own task and closed when the body
-//! is read. A general client (pool, proxy and redirect machinery, URL parsing per request, a
-//! spawned connection task, a graceful shutdown per connection) cost about a third of the CPU of
-//! a run for features the probe turns off (see BENCHMARKS.md).
+//! Layout: this file (config, the run, the scheduled probe), `http` (the one exchange with
+//! IMDS), `metrics` (the IMDS families).
+
+pub mod http;
+pub mod metrics;
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http_body_util::{BodyExt, Empty};
-use hyper::header::{ACCEPT, HOST, USER_AGENT};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use reqwest::Method;
 use zeroize::Zeroizing;
 
+use self::http::{Answer, ImdsHttp};
+use self::metrics::ImdsFamilies;
 use super::credentials::{
     self, CredentialsDoc, Identity, InstanceProfile, KeyIdHasher, Rotation, RotationTracker,
 };
-use super::{Phase, Reason};
+use super::{Failure, Prober};
+use crate::config::{ConfigError, positive};
+use crate::labels::{Phase, Probe, Reason};
+use crate::metrics::{Metrics, Recorded};
+use crate::scheduler::Schedule;
 
 /// Bodies larger than this are refused: the largest real IMDS document is a few KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -46,14 +42,105 @@ const ROLE_LIST_PATH: &str = "/latest/meta-data/iam/security-credentials/";
 const INFO_PATH: &str = "/latest/meta-data/iam/info";
 const IDENTITY_PATH: &str = "/latest/dynamic/instance-identity/document";
 
-#[derive(Debug, Clone)]
+/// The IMDS probe's settings (flags `--imds.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImdsConfig {
     /// Base URL, e.g. `http://169.254.169.254`, without a trailing slash.
     pub endpoint: String,
+    /// Time between probe runs (before jitter).
+    pub interval: Duration,
     /// Deadline of each request (connect + send + full body).
     pub timeout: Duration,
-    /// Requested token lifetime in seconds (1..=21600).
-    pub token_ttl_seconds: u32,
+    /// Requested token lifetime: whole seconds, 1 s to 6 h.
+    pub token_ttl: Duration,
+}
+
+impl ImdsConfig {
+    /// IMDS on EC2, for real nodes only. Tests and demos always pass loopback.
+    pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
+    /// The SDKs' variable for another endpoint, honoured as they honour it.
+    pub const ENDPOINT_VARIABLE: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+    /// The SDKs' default, so the exporter feels what they feel.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// The longest token IMDS issues (6 h); also the default.
+    pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(21600);
+
+    /// The endpoint in force: the flag, then the SDKs' variable (`sdk_variable`, its value if
+    /// set), then EC2's.
+    pub fn endpoint_from(flag: Option<String>, sdk_variable: Option<String>) -> String {
+        flag.or_else(|| sdk_variable.filter(|s| !s.trim().is_empty()))
+            .unwrap_or_else(|| Self::DEFAULT_ENDPOINT.to_string())
+    }
+
+    /// Checks what the types cannot; the error names the flag.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("imds.interval", self.interval)?;
+        positive("imds.timeout", self.timeout)?;
+        if self.token_ttl.subsec_nanos() != 0
+            || self.token_ttl.is_zero()
+            || self.token_ttl > Self::MAX_TOKEN_TTL
+        {
+            return Err(ConfigError::new(
+                "imds.token-ttl",
+                format!(
+                    "must be whole seconds from 1s to 21600s (6h), got {}",
+                    crate::config::human(self.token_ttl)
+                ),
+            ));
+        }
+        Endpoint::parse(&self.endpoint)?;
+        Ok(())
+    }
+
+    /// When the probe runs. A run makes at most six requests of `timeout` each; the deadline
+    /// leaves room for all of them and is never shorter than the interval.
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            interval: self.interval,
+            deadline: (self.timeout * 7).max(self.interval),
+        }
+    }
+}
+
+impl Default for ImdsConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: Self::DEFAULT_ENDPOINT.into(),
+            interval: Self::DEFAULT_INTERVAL,
+            timeout: Self::DEFAULT_TIMEOUT,
+            token_ttl: Self::MAX_TOKEN_TTL,
+        }
+    }
+}
+
+/// A checked endpoint: `http://host[:port]`, no path, no query.
+struct Endpoint(reqwest::Url);
+
+impl Endpoint {
+    fn parse(endpoint: &str) -> Result<Self, ConfigError> {
+        let trimmed = endpoint.trim_end_matches('/');
+        let bad = || {
+            ConfigError::new(
+                "imds.endpoint",
+                format!(
+                    "{:?} must be an http:// URL such as {}",
+                    redacted_endpoint(endpoint),
+                    ImdsConfig::DEFAULT_ENDPOINT
+                ),
+            )
+        };
+        let url = reqwest::Url::parse(trimmed).map_err(|_| bad())?;
+        if url.scheme() != "http"
+            || url.host().is_none()
+            || url.path() != "/"
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
+            return Err(bad());
+        }
+        Ok(Self(url))
+    }
 }
 
 /// Why one request failed. Carries context for the log line; never body text.
@@ -92,12 +179,6 @@ impl fmt::Debug for SessionToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SessionToken(<redacted>)")
     }
-}
-
-/// A response whose body is wiped when it is dropped.
-struct Answer {
-    status: u16,
-    body: Zeroizing<Vec<u8>>,
 }
 
 /// The outcome of one request of a run.
@@ -155,17 +236,11 @@ pub fn redacted_endpoint(endpoint: &str) -> String {
     format!("{scheme}{rest}")
 }
 
-/// Errors that stop start-up: a bad endpoint (shown redacted).
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("--imds.endpoint {0:?} must be an http:// URL such as http://169.254.169.254")]
-    Endpoint(String),
-}
-
-/// The IMDS prober: an HTTP client plus the state that spans runs.
+/// The IMDS prober: an HTTP client plus the state that spans runs. `check` runs it once; the
+/// exporter schedules it as an [`ImdsProbe`].
 pub struct ImdsProber {
     config: ImdsConfig,
-    target: Target,
+    http: ImdsHttp,
     hasher: KeyIdHasher,
     rotation: RotationTracker,
     metadata_fetched_at: Option<Instant>,
@@ -175,25 +250,28 @@ pub struct ImdsProber {
 }
 
 impl ImdsProber {
+    /// A prober for `config`'s endpoint; an endpoint that is not a plain `http://host[:port]`
+    /// URL is refused (shown redacted).
     pub fn new(mut config: ImdsConfig) -> Result<Self, ConfigError> {
-        let endpoint = config.endpoint.trim_end_matches('/').to_string();
-        let url = reqwest::Url::parse(&endpoint)
-            .map_err(|_| ConfigError::Endpoint(redacted_endpoint(&config.endpoint)))?;
-        if url.scheme() != "http" || url.host().is_none() || url.path() != "/" {
-            return Err(ConfigError::Endpoint(redacted_endpoint(&config.endpoint)));
-        }
-        config.endpoint = endpoint;
-        let target = Target::from_url(&url)
-            .ok_or_else(|| ConfigError::Endpoint(redacted_endpoint(&config.endpoint)))?;
+        let Endpoint(url) = Endpoint::parse(&config.endpoint)?;
+        config.endpoint = config.endpoint.trim_end_matches('/').to_string();
+        let http = ImdsHttp::new(url, config.timeout).map_err(|e| {
+            ConfigError::new("imds.endpoint", format!("cannot set up the client: {e}"))
+        })?;
         Ok(Self {
             config,
-            target,
+            http,
             hasher: KeyIdHasher::default(),
             rotation: RotationTracker::default(),
             metadata_fetched_at: None,
             role: None,
             listed_role: None,
         })
+    }
+
+    /// The client this prober uses, for requests of `check` beyond a run.
+    pub fn http(&self) -> &ImdsHttp {
+        &self.http
     }
 
     pub fn config(&self) -> &ImdsConfig {
@@ -228,7 +306,7 @@ impl ImdsProber {
     }
 
     async fn fetch_token(&self, run: &mut ImdsRun) -> Result<SessionToken, Reason> {
-        let ttl = self.config.token_ttl_seconds.to_string();
+        let ttl = self.config.token_ttl.as_secs().to_string();
         let answer = self
             .timed(
                 run,
@@ -414,146 +492,7 @@ impl ImdsProber {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Answer, RequestError> {
-        let deadline = self.config.timeout;
-        // One deadline from connect to the end of the body, as an SDK's read timeout.
-        match tokio::time::timeout(deadline, self.exchange(method, path, headers)).await {
-            Ok(result) => result,
-            Err(_) => Err(RequestError::Timeout(deadline)),
-        }
-    }
-
-    async fn exchange(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<Answer, RequestError> {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, &self.target.authority)
-            .header(USER_AGENT, USER_AGENT_VALUE)
-            .header(ACCEPT, "*/*");
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        let req = req
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| RequestError::Invalid(format!("cannot build the request: {e}")))?;
-        let stream = self.target.connect().await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| transport_error(&e))?;
-        let exchange = async move {
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| transport_error(&e))?;
-            let status = resp.status().as_u16();
-            let declared = resp
-                .headers()
-                .get(hyper::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-                return Err(RequestError::BodyTooLarge);
-            }
-            let mut incoming = resp.into_body();
-            // Sized once, so that growing it never frees an unwiped copy of a credentials
-            // document: the declared length when there is one, else the cap. (hyper's own read
-            // buffer and the chunks it hands over are not ours to wipe.)
-            let capacity = declared.map_or(MAX_BODY_BYTES, |n| n as usize);
-            let mut body = Zeroizing::new(Vec::with_capacity(capacity));
-            while let Some(frame) = incoming.frame().await {
-                let frame = frame.map_err(|e| transport_error(&e))?;
-                if let Ok(chunk) = frame.into_data() {
-                    if body.len() + chunk.len() > capacity {
-                        // Longer than declared (or than the cap): not a body we accept.
-                        return Err(RequestError::BodyTooLarge);
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-            }
-            Ok(Answer { status, body })
-        };
-        // The connection is driven here rather than in a spawned task; dropping it when the
-        // exchange ends closes the socket.
-        tokio::pin!(conn);
-        tokio::pin!(exchange);
-        tokio::select! {
-            biased;
-            answer = &mut exchange => answer,
-            ended = &mut conn => match ended {
-                // Closed cleanly: whatever the exchange still needs is buffered.
-                Ok(()) => exchange.await,
-                Err(e) => Err(transport_error(&e)),
-            },
-        }
-    }
-}
-
-const USER_AGENT_VALUE: &str = concat!("imds_exporter/", env!("CARGO_PKG_VERSION"));
-
-/// Where the requests go: the endpoint's `Host` header value and how to reach it.
-#[derive(Debug, Clone)]
-struct Target {
-    /// `host[:port]` as written in the endpoint (brackets kept for IPv6).
-    authority: String,
-    host: TargetHost,
-    port: u16,
-}
-
-#[derive(Debug, Clone)]
-enum TargetHost {
-    Ip(std::net::IpAddr),
-    /// Resolved at every connection, as an SDK does.
-    Name(String),
-}
-
-impl Target {
-    fn from_url(url: &reqwest::Url) -> Option<Self> {
-        let host_str = url.host_str()?;
-        let port = url.port_or_known_default()?;
-        let authority = match url.port() {
-            Some(p) => format!("{host_str}:{p}"),
-            None => host_str.to_string(),
-        };
-        let bare = host_str.trim_start_matches('[').trim_end_matches(']');
-        let host = match bare.parse::<std::net::IpAddr>() {
-            Ok(ip) => TargetHost::Ip(ip),
-            Err(_) => TargetHost::Name(bare.to_string()),
-        };
-        Some(Self {
-            authority,
-            host,
-            port,
-        })
-    }
-
-    async fn connect(&self) -> Result<TcpStream, RequestError> {
-        let stream = match &self.host {
-            TargetHost::Ip(ip) => TcpStream::connect((*ip, self.port)).await,
-            TargetHost::Name(name) => TcpStream::connect((name.as_str(), self.port)).await,
-        }
-        .map_err(|e| RequestError::Connect(e.to_string()))?;
-        // Requests are written in one piece; do not let Nagle hold the last segment.
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
-    }
-}
-
-/// Classifies a failed exchange. The innermost cause says what happened ("connection refused",
-/// "connection reset"); hyper errors never carry bodies, and our URLs carry no secrets. An answer
-/// that is not HTTP at all (garbage from an interceptor) is a bad response, not a bad connection.
-fn transport_error(e: &hyper::Error) -> RequestError {
-    let not_http = e.is_parse() || e.is_parse_status() || e.is_parse_too_large();
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    if not_http {
-        RequestError::Invalid(format!("not an HTTP response: {cause}"))
-    } else {
-        RequestError::Connect(cause.to_string())
+        self.http.send(method, path, headers).await
     }
 }
 
@@ -565,6 +504,74 @@ fn record_error(run: &mut ImdsRun, phase: Phase, error: RequestError) -> Reason 
         last.error = Some(error);
     }
     reason
+}
+
+/// The IMDS probe as the exporter schedules it: the prober and the series it records in.
+pub struct ImdsProbe {
+    prober: ImdsProber,
+    families: Recorded<ImdsFamilies>,
+}
+
+impl ImdsProbe {
+    /// The prober for `config`, with its series registered in `metrics`.
+    pub fn new(config: ImdsConfig, metrics: &Metrics) -> Result<Self, ConfigError> {
+        Ok(Self {
+            prober: ImdsProber::new(config)?,
+            families: metrics.register(ImdsFamilies::new()),
+        })
+    }
+}
+
+impl Prober for ImdsProbe {
+    const PROBE: Option<Probe> = Some(Probe::Imds);
+    const FAILING: &'static str =
+        "IMDS probe failing: applications creating AWS clients now may get no credentials";
+    const RECOVERED: &'static str = "IMDS probe succeeding again";
+    type Report = ImdsRun;
+
+    fn run(&mut self) -> impl std::future::Future<Output = ImdsRun> + Send {
+        self.prober.run()
+    }
+
+    fn cut_off(&mut self, deadline: Duration) -> ImdsRun {
+        ImdsRun {
+            duration: deadline,
+            outcome: Some(Err(Reason::Timeout)),
+            ..ImdsRun::default()
+        }
+    }
+
+    fn record(&mut self, run: &ImdsRun, _now: DateTime<Utc>) -> Option<Failure> {
+        for p in &run.phases {
+            match &p.error {
+                Some(e) => tracing::debug!(
+                    phase = p.phase.as_str(),
+                    reason = e.reason().as_str(),
+                    duration = ?p.duration,
+                    error = %e,
+                    "IMDS request failed"
+                ),
+                None => {
+                    tracing::trace!(phase = p.phase.as_str(), duration = ?p.duration, "IMDS request ok")
+                }
+            }
+        }
+        if let Some(r) = &run.rotation {
+            tracing::info!(lead_seconds = r.lead_seconds, "credentials rotated");
+        }
+        self.families.update().record(run);
+        let reason = run.failure_reason()?;
+        // The phase whose error decided the run, for the log line.
+        let detail = run
+            .phases
+            .iter()
+            .find_map(|p| {
+                let e = p.error.as_ref().filter(|e| e.reason() == reason)?;
+                Some(format!("{}: {e}", p.phase.as_str()))
+            })
+            .unwrap_or_else(|| "the run did not finish within its deadline".into());
+        Some(Failure { reason, detail })
+    }
 }
 
 #[cfg(test)]
@@ -589,8 +596,7 @@ mod tests {
         ] {
             let err = ImdsProber::new(ImdsConfig {
                 endpoint: endpoint.into(),
-                timeout: Duration::from_secs(1),
-                token_ttl_seconds: 60,
+                ..ImdsConfig::default()
             })
             .err()
             .expect("refused");
@@ -603,8 +609,7 @@ mod tests {
     fn config(endpoint: &str) -> ImdsConfig {
         ImdsConfig {
             endpoint: endpoint.to_string(),
-            timeout: Duration::from_secs(1),
-            token_ttl_seconds: 21600,
+            ..ImdsConfig::default()
         }
     }
 

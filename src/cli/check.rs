@@ -1,0 +1,97 @@
+//! The flags of `check`, and their mapping into [`crate::check::CheckConfig`]. `check` shares the
+//! exporter's `--imds.endpoint` and `--ntp.*` discovery flags on purpose.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use super::help;
+use crate::check::{CheckConfig, OutputConfig, OutputFormat};
+use crate::config::parse_duration;
+use crate::probe::ntp::NtpConfig;
+
+/// `imds_exporter check`: the probes once, with the flags the exporter uses to find IMDS and NTP.
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    /// IMDS base URL [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else the endpoint
+    /// $AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE selects, else http://169.254.169.254].
+    #[arg(
+        long = "imds.endpoint",
+        env = "IMDS_EXPORTER_IMDS_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub imds_endpoint: Option<String>,
+
+    /// Deadline of each IMDS request. Longer than the SDKs' 1 s on purpose: a slow answer is
+    /// measured and compared with the SDK timeout instead of merely timing out.
+    #[arg(long = "imds.timeout", env = "IMDS_EXPORTER_CHECK_IMDS_TIMEOUT", default_value = help::seconds(CheckConfig::DEFAULT_IMDS_TIMEOUT), value_name = "DURATION", value_parser = parse_duration)]
+    pub imds_timeout: Duration,
+
+    /// NTP server to query, host:port (repeatable) [default: 169.254.169.123:123, the Amazon Time Sync Service].
+    #[arg(
+        long = "ntp.server",
+        env = "IMDS_EXPORTER_NTP_SERVER",
+        value_delimiter = ',',
+        value_name = "HOST:PORT"
+    )]
+    pub ntp_servers: Vec<String>,
+
+    /// Deadline of each NTP query.
+    #[arg(long = "ntp.timeout", env = "IMDS_EXPORTER_CHECK_NTP_TIMEOUT", default_value = help::seconds(NtpConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration)]
+    pub ntp_timeout: Duration,
+
+    /// Allow public NTP pools and services as --ntp.server.
+    #[arg(long = "ntp.allow-public", env = "IMDS_EXPORTER_NTP_ALLOW_PUBLIC")]
+    pub ntp_allow_public: bool,
+
+    /// Report format: aligned text for people, or JSON (schema in docs/check.md).
+    #[arg(
+        long,
+        env = "IMDS_EXPORTER_CHECK_OUTPUT",
+        value_enum,
+        default_value = "human",
+        value_name = "FORMAT"
+    )]
+    pub output: Output,
+
+    /// Treat warnings as failures (exit 1).
+    #[arg(long, env = "IMDS_EXPORTER_CHECK_STRICT")]
+    pub strict: bool,
+
+    /// Never colour the report (colour is used only on a terminal, and never when NO_COLOR is set).
+    #[arg(long = "no-color", env = "IMDS_EXPORTER_CHECK_NO_COLOR")]
+    pub no_color: bool,
+}
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+impl CheckArgs {
+    /// The check's configuration: the flags, this process's environment and `$HOME`.
+    pub fn config(&self) -> CheckConfig {
+        CheckConfig {
+            imds_endpoint: self.imds_endpoint.clone(),
+            imds_timeout: self.imds_timeout,
+            ntp_servers: self.ntp_servers.clone(),
+            ntp_timeout: self.ntp_timeout,
+            ntp_allow_public: self.ntp_allow_public,
+            ..CheckConfig::default()
+        }
+        .with_process_env()
+    }
+
+    pub fn output(&self) -> OutputConfig {
+        OutputConfig {
+            format: match self.output {
+                Output::Human => OutputFormat::Human,
+                Output::Json => OutputFormat::Json,
+            },
+            strict: self.strict,
+            no_color: self.no_color,
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The exporter's flags (the default subcommand), and their mapping into
+//! [`crate::exporter::ExporterConfig`]. Defaults come from the configuration types' constants.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::help;
+use super::log::LogArgs;
+use crate::collector::NodeViewsConfig;
+use crate::config::{ConfigError, parse_duration};
+use crate::exporter::ExporterConfig;
+use crate::probe::imds::ImdsConfig;
+use crate::probe::ntp::NtpConfig;
+use crate::web::{WebConfig, parse_listen_address};
+
+#[derive(Debug, Args)]
+pub struct ExporterArgs {
+    #[command(flatten)]
+    pub web: WebArgs,
+    #[command(flatten)]
+    pub imds: ImdsArgs,
+    #[command(flatten)]
+    pub ntp: NtpArgs,
+    #[command(flatten)]
+    pub collectors: CollectorArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+impl ExporterArgs {
+    /// The exporter's configuration; an invalid value is an error naming its flag.
+    pub fn config(&self) -> Result<ExporterConfig, ConfigError> {
+        let config = ExporterConfig {
+            web: WebConfig {
+                listen_address: self.web.listen_address,
+                telemetry_path: self.web.telemetry_path.clone(),
+            },
+            imds: ImdsConfig {
+                endpoint: ImdsConfig::endpoint_from(
+                    self.imds.endpoint.clone(),
+                    std::env::var(ImdsConfig::ENDPOINT_VARIABLE).ok(),
+                ),
+                interval: self.imds.interval,
+                timeout: self.imds.timeout,
+                token_ttl: self.imds.token_ttl,
+            },
+            ntp: self.collectors.ntp().then(|| NtpConfig {
+                servers: NtpConfig::servers_or_default(&self.ntp.servers),
+                interval: self.ntp.interval,
+                timeout: self.ntp.timeout,
+                allow_public: self.ntp.allow_public,
+            }),
+            node: NodeViewsConfig {
+                interval: self.collectors.interval,
+                clock: self.collectors.clock(),
+                ethtool: self.collectors.ethtool(),
+                ethtool_interfaces: self.collectors.ethtool_interfaces.clone(),
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// Address to serve /metrics on: host:port, or :port for every address (IPv6 and IPv4).
+    #[arg(
+        long = "web.listen-address",
+        env = "IMDS_EXPORTER_WEB_LISTEN_ADDRESS",
+        default_value = WebConfig::DEFAULT_LISTEN_ADDRESS,
+        value_name = "ADDRESS",
+        value_parser = parse_listen_address
+    )]
+    pub listen_address: SocketAddr,
+
+    /// Path under which to expose metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "IMDS_EXPORTER_WEB_TELEMETRY_PATH",
+        default_value = WebConfig::DEFAULT_TELEMETRY_PATH,
+        value_name = "PATH",
+        value_parser = parse_telemetry_path
+    )]
+    pub telemetry_path: String,
+}
+
+fn parse_telemetry_path(s: &str) -> Result<String, String> {
+    crate::web::validate_telemetry_path(s).map(|()| s.to_string())
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ImdsArgs {
+    /// IMDS base URL [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254].
+    #[arg(
+        long = "imds.endpoint",
+        env = "IMDS_EXPORTER_IMDS_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub endpoint: Option<String>,
+
+    /// Time between probe runs (a little jitter is added; runs never overlap).
+    #[arg(
+        long = "imds.interval",
+        env = "IMDS_EXPORTER_IMDS_INTERVAL",
+        default_value = help::seconds(ImdsConfig::DEFAULT_INTERVAL),
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub interval: Duration,
+
+    /// Deadline of each IMDS request; 1s is the SDKs' default, so the exporter feels what they feel.
+    #[arg(
+        long = "imds.timeout",
+        env = "IMDS_EXPORTER_IMDS_TIMEOUT",
+        default_value = help::seconds(ImdsConfig::DEFAULT_TIMEOUT),
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub timeout: Duration,
+
+    /// Lifetime requested for the IMDSv2 session token (1s to 6h).
+    #[arg(
+        long = "imds.token-ttl",
+        env = "IMDS_EXPORTER_IMDS_TOKEN_TTL",
+        default_value = help::seconds(ImdsConfig::MAX_TOKEN_TTL),
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub token_ttl: Duration,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct NtpArgs {
+    /// NTP server to query, host:port (repeatable) [default: 169.254.169.123:123, the Amazon Time Sync Service].
+    #[arg(
+        long = "ntp.server",
+        env = "IMDS_EXPORTER_NTP_SERVER",
+        value_delimiter = ',',
+        value_name = "HOST:PORT"
+    )]
+    pub servers: Vec<String>,
+
+    /// Time between NTP queries (a little jitter is added).
+    #[arg(id = "ntp.interval", long = "ntp.interval", env = "IMDS_EXPORTER_NTP_INTERVAL", default_value = help::seconds(NtpConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Deadline of each NTP query.
+    #[arg(id = "ntp.timeout", long = "ntp.timeout", env = "IMDS_EXPORTER_NTP_TIMEOUT", default_value = help::seconds(NtpConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Allow public NTP pools and services as --ntp.server (a fleet of DaemonSets must not hammer them).
+    #[arg(long = "ntp.allow-public", env = "IMDS_EXPORTER_NTP_ALLOW_PUBLIC")]
+    pub allow_public: bool,
+}
+
+/// Which node views run, and how often. Each takes `--collector.X=false` or `--no-collector.X`,
+/// as in node_exporter.
+#[derive(Debug, Args, Clone)]
+pub struct CollectorArgs {
+    /// Query NTP servers (imds_ntp_*).
+    #[arg(id = "collector.ntp", long = "collector.ntp", env = "IMDS_EXPORTER_COLLECTOR_NTP", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub ntp: bool,
+    #[arg(long = "no-collector.ntp", hide = true)]
+    pub no_ntp: bool,
+
+    /// Time between reads of the kernel clock and the ethtool counters (a little jitter is added).
+    #[arg(id = "collector.interval", long = "collector.interval", env = "IMDS_EXPORTER_COLLECTOR_INTERVAL", default_value = help::seconds(NodeViewsConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Read the kernel's clock status with adjtimex(2) (imds_clock_*).
+    #[arg(id = "collector.clock", long = "collector.clock", env = "IMDS_EXPORTER_COLLECTOR_CLOCK", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub clock: bool,
+    #[arg(long = "no-collector.clock", hide = true)]
+    pub no_clock: bool,
+
+    /// Read ENA allowance counters with ethtool (imds_*_allowance_exceeded_total).
+    #[arg(id = "collector.ethtool", long = "collector.ethtool", env = "IMDS_EXPORTER_COLLECTOR_ETHTOOL", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub ethtool: bool,
+    #[arg(long = "no-collector.ethtool", hide = true)]
+    pub no_ethtool: bool,
+
+    /// Regex of the interfaces whose ethtool statistics are read (anchored).
+    #[arg(
+        long = "collector.ethtool.interfaces",
+        env = "IMDS_EXPORTER_COLLECTOR_ETHTOOL_INTERFACES",
+        default_value = NodeViewsConfig::DEFAULT_ETHTOOL_INTERFACES,
+        value_name = "REGEX"
+    )]
+    pub ethtool_interfaces: String,
+}
+
+impl CollectorArgs {
+    pub fn ntp(&self) -> bool {
+        self.ntp && !self.no_ntp
+    }
+
+    pub fn clock(&self) -> bool {
+        self.clock && !self.no_clock
+    }
+
+    pub fn ethtool(&self) -> bool {
+        self.ethtool && !self.no_ethtool
+    }
+}
