@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use imds_exporter::check::{
     self, CheckConfig, CheckId, KernelReading, LinklocalReading, NodeReading, NodeSource, Report,
-    Status, Verdict, env,
+    Status, Verdict, sdk, settings,
 };
 use imds_exporter::collector::clock::KernelClock;
 use imds_exporter::sim::config::SimConfig;
@@ -78,9 +78,9 @@ fn assert_loopback_only(config: &CheckConfig) {
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback())
     };
-    let view = env::EnvView::new(&config.env, config.home.as_deref());
-    let sdk = env::SdkSettings::from_env(&view);
-    let endpoint = env::resolve_imds_endpoint(config.imds_endpoint.as_deref(), &sdk);
+    let view = settings::EnvView::new(&config.env, config.home.as_deref());
+    let sdk = settings::SdkSettings::from_env(&view);
+    let endpoint = settings::resolve_imds_endpoint(config.imds_endpoint.as_deref(), &sdk);
     if let Ok(url) = reqwest::Url::parse(&endpoint)
         && url.scheme() == "http"
         && let Some(host) = url.host_str()
@@ -196,9 +196,9 @@ fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 /// The SDK-environment checks alone (pure: no network), for the real IMDS address.
 fn env_checks(pairs: &[(&str, &str)], home: Option<&Path>) -> Vec<check::Check> {
     let v = vars(pairs);
-    let view = env::EnvView::new(&v, home);
-    let sdk = env::SdkSettings::from_env(&view);
-    env::evaluate(&view, None, Some("http://169.254.169.254"), &sdk)
+    let view = settings::EnvView::new(&v, home);
+    let sdk = settings::SdkSettings::from_env(&view);
+    sdk::evaluate(&view, None, Some("http://169.254.169.254"), &sdk)
 }
 
 fn env_check(checks: &[check::Check], id: CheckId) -> &check::Check {
@@ -1505,7 +1505,7 @@ fn variables_override_the_profile_and_the_profile_overrides_the_defaults() {
     let at = |p: &str| format!("from profile [{p}] in {}", file.display());
     let settings = |pairs: &[(&str, &str)]| {
         let v = vars(pairs);
-        env::SdkSettings::from_env(&env::EnvView::new(&v, h))
+        settings::SdkSettings::from_env(&settings::EnvView::new(&v, h))
     };
 
     // Nothing in the environment: every setting from the profile.
@@ -1515,7 +1515,7 @@ fn variables_override_the_profile_and_the_profile_overrides_the_defaults() {
         (Duration::from_secs(5), 4, true)
     );
     assert_eq!(
-        env::resolve_imds_endpoint(None, &s),
+        settings::resolve_imds_endpoint(None, &s),
         "http://imds.internal:8080"
     );
     let c = env_checks(&[], h);
@@ -1577,7 +1577,7 @@ fn variables_override_the_profile_and_the_profile_overrides_the_defaults() {
         (Duration::from_secs(2), 4, false)
     );
     assert_eq!(
-        env::resolve_imds_endpoint(None, &s),
+        settings::resolve_imds_endpoint(None, &s),
         "http://169.254.169.254"
     );
     let c = env_checks(&pairs, h);
@@ -1622,7 +1622,7 @@ fn variables_override_the_profile_and_the_profile_overrides_the_defaults() {
     let s = settings(&pairs);
     assert!(!s.v1_disabled);
     assert_eq!(
-        env::resolve_imds_endpoint(None, &s),
+        settings::resolve_imds_endpoint(None, &s),
         "http://169.254.169.254"
     );
     let c = env_checks(&pairs, h);
@@ -1708,7 +1708,7 @@ fn variables_override_the_profile_and_the_profile_overrides_the_defaults() {
     );
     // An empty AWS_CONFIG_FILE names no file: botocore does not fall back to ~/.aws/config.
     let s = settings(&[("AWS_CONFIG_FILE", "")]);
-    assert_eq!(s, env::SdkSettings::default());
+    assert_eq!(s, settings::SdkSettings::default());
 
     // The credentials file's value wins over the config file's (`Session.full_config`).
     let creds = home.write(

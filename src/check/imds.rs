@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::env::{SdkSettings, Setting, list_origins, why_not_probed};
+use super::settings::{SdkSettings, Setting, list_origins, why_not_probed};
 use super::{Check, CheckId, ConnectFailure, ImdsObservation, fmt_deadline, fmt_latency, fmt_span};
 use crate::labels::Phase;
 use crate::probe::credentials::ParseError;
@@ -58,7 +58,7 @@ pub fn not_probed(endpoint: &str, sdk: &SdkSettings) -> Vec<Check> {
     let reason = format!(
         "not probed: {}: {} (see sdk.imds_endpoint; --imds.endpoint probes another)",
         sdk.endpoint
-            .named(&format!("{:?}", super::env::redact_url(endpoint))),
+            .named(&format!("{:?}", super::settings::redact_url(endpoint))),
         why_not_probed(endpoint)
     );
     let rest = format!(
@@ -774,7 +774,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        SdkSettings::from_env(&super::super::env::EnvView::new(&vars, None))
+        SdkSettings::from_env(&super::super::settings::EnvView::new(&vars, None))
     }
 
     #[test]

@@ -8,17 +8,27 @@
 //!   NTP queries, `adjtimex`, ethtool), whose observations go to the pure evaluators;
 //! - `imds`: IMDS observations to checks (hop-limit signature, role, `Code`, expiry, latency);
 //! - `node`: NTP offset, the kernel clock and link-local drops to checks;
-//! - `env`: the SDK environment (variables, shared config and credentials files) to checks;
-//!   it takes the variables and the home directory as arguments and never prints a secret;
+//! - the SDK environment (variables, shared config and credentials files) to checks, in five
+//!   files that take the variables and the home directory as arguments and never print a secret:
+//!   - `settings`: the profile, the shared files' paths and botocore's IMDS settings, each with
+//!     where it came from; the endpoint an SDK would use;
+//!   - `ini`: the shared files' reader, hand-written so that no secret value is ever kept;
+//!   - `sdk`: `evaluate` (every `sdk.*` check, in order) and the checks of the IMDS settings;
+//!   - `proxy`: the proxy rules of botocore and Go, `no_proxy` matching, and `sdk.proxy`;
+//!   - `chain`: the credential provider chain in botocore's order, and `sdk.credential_source`;
 //! - `report`: the human and JSON renderings.
 //!
 //! Owns nothing the exporter uses: it reuses [`crate::probe::imds::ImdsProber`],
 //! [`crate::probe::ntp::query`] and the node readers of [`crate::collector`].
 
-pub mod env;
+mod chain;
 pub mod imds;
+mod ini;
 pub mod node;
+mod proxy;
 pub mod report;
+pub mod sdk;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -332,7 +342,8 @@ pub enum NodeSource {
 /// process, so tests control exactly what the SDK-environment checks see.
 #[derive(Debug, Clone)]
 pub struct CheckConfig {
-    /// `--imds.endpoint`; `None` resolves as an SDK would (see [`env::resolve_imds_endpoint`]).
+    /// `--imds.endpoint`; `None` resolves as an SDK would (see
+    /// [`settings::resolve_imds_endpoint`]).
     pub imds_endpoint: Option<String>,
     /// Deadline of each IMDS request.
     pub imds_timeout: Duration,
@@ -437,7 +448,7 @@ pub struct OutputConfig {
 /// IMDS checks are then skipped and `sdk.imds_endpoint` says what SDKs make of it).
 pub async fn run(config: &CheckConfig) -> Result<Report, String> {
     config.validate().map_err(|e| e.to_string())?;
-    let env_view = env::EnvView::new(&config.env, config.home.as_deref());
+    let env_view = settings::EnvView::new(&config.env, config.home.as_deref());
     let flag = config
         .imds_endpoint
         .as_deref()
@@ -445,8 +456,8 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
         .filter(|f| !f.is_empty());
     // The IMDS settings as botocore resolves them (variables, then the active profile): the
     // endpoint to probe is the one SDKs here would use.
-    let sdk = env::SdkSettings::from_env(&env_view);
-    let endpoint = env::resolve_imds_endpoint(flag, &sdk);
+    let sdk = settings::SdkSettings::from_env(&env_view);
+    let endpoint = settings::resolve_imds_endpoint(flag, &sdk);
     let prober = ImdsProber::new(ImdsConfig {
         endpoint: endpoint.clone(),
         timeout: config.imds_timeout,
@@ -458,7 +469,7 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
         (Err(_), Some(flag)) => {
             return Err(format!(
                 "--imds.endpoint {:?} must be an http:// URL without a path, such as {}",
-                env::redact_url(flag),
+                settings::redact_url(flag),
                 ImdsConfig::DEFAULT_ENDPOINT
             ));
         }
@@ -471,7 +482,7 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
         .as_ref()
         .map_or(endpoint, |p| p.config().endpoint.clone());
     // Printed in the header, the IMDS lines and the JSON: never with user information.
-    let shown_endpoint = env::redact_url(&endpoint);
+    let shown_endpoint = settings::redact_url(&endpoint);
     let servers = config.ntp_servers();
     for s in &servers {
         crate::probe::ntp::validate_server_name(s, config.ntp_allow_public)
@@ -502,7 +513,7 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
     checks.push(node::ntp_check(&ntp_obs));
     checks.push(node::kernel_check(&node_reading.kernel_clock));
     checks.push(node::linklocal_check(&node_reading.linklocal));
-    checks.extend(env::evaluate(
+    checks.extend(sdk::evaluate(
         &env_view,
         flag,
         imds_obs.is_some().then_some(shown_endpoint.as_str()),
