@@ -18,19 +18,10 @@ use tokio::task::JoinHandle;
 
 use crate::labels::Reason;
 use crate::metrics::Metrics;
-use crate::probe::Prober;
+use crate::probe::{Prober, Schedule};
 
 /// The share of the interval by which each wait is moved, either way.
 pub const JITTER: f64 = 0.05;
-
-/// When a probe runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Schedule {
-    /// Time from the start of one run to the start of the next (before jitter).
-    pub interval: Duration,
-    /// The longest one run may take; it is then cut off and recorded as a timeout.
-    pub deadline: Duration,
-}
 
 /// What the scheduled loops share with the exporter.
 #[derive(Clone)]

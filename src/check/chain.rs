@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::ini::Section;
+use super::model::{Check, CheckId};
 use super::settings::{EnvView, SharedFiles, profile_name};
-use super::{Check, CheckId};
 
 /// The places an SDK looks for credentials, in botocore's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::model::{
+    Check, CheckId, ConnectFailure, ImdsObservation, fmt_deadline, fmt_latency, fmt_span,
+};
 use super::settings::{SdkSettings, Setting, list_origins, why_not_probed};
-use super::{Check, CheckId, ConnectFailure, ImdsObservation, fmt_deadline, fmt_latency, fmt_span};
 use crate::labels::Phase;
 use crate::probe::credentials::ParseError;
 use crate::probe::imds::{PhaseResult, RequestError};

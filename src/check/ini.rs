@@ -9,9 +9,9 @@
 //! Hand-written on purpose, not a general INI crate: this reader keeps no secret value. A crate
 //! returns every key with its value, so `aws_secret_access_key`, `aws_session_token` and the
 //! command line of a `credential_process` would sit in our maps (and in their `Debug`). Here a
-//! line's value is dropped as the line is read, unless its key is one of the five IMDS settings
-//! ([`IMDS_KEYS`], none meant as a secret; an endpoint's user information is redacted whenever it
-//! is shown) or `credential_source` with a value of one short alphanumeric word. Of every other
+//! line's value is dropped as the line is read, unless its key is one the caller names (the five
+//! IMDS settings, `settings::IMDS_KEYS`, none meant as a secret; an endpoint's user information
+//! is redacted whenever it is shown) or `credential_source` with a value of one short alphanumeric word. Of every other
 //! key at most the name is kept: that `aws_secret_access_key` is present is what the credential
 //! chain needs, its value is not. A malformed line is not special-cased: whatever precedes its
 //! first `=` or `:` becomes a name, as configparser would take it; names are only looked up, never
@@ -20,10 +20,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use super::settings::IMDS_KEYS;
-
 /// One profile section: key names with a non-empty value, `credential_source` (a closed set of
-/// words, safe to print), and the values of the IMDS settings ([`IMDS_KEYS`], none a secret;
+/// words, safe to print), and the values of the keys the caller keeps (the IMDS settings, none a secret;
 /// kept even when empty, as configparser returns `''` for `key =`). No other value is kept.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct Section {
@@ -40,7 +38,7 @@ impl Section {
 
 /// Parses an AWS shared config (`config_style`: `[default]`, `[profile NAME]`) or credentials
 /// file (`[NAME]`) into sections. Indented lines (nested settings) and comments are skipped.
-fn parse_ini(text: &str, config_style: bool) -> BTreeMap<String, Section> {
+fn parse_ini(text: &str, config_style: bool, keep: &[&str]) -> BTreeMap<String, Section> {
     let mut sections: BTreeMap<String, Section> = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
@@ -73,7 +71,7 @@ fn parse_ini(text: &str, config_style: bool) -> BTreeMap<String, Section> {
         };
         let key = key.trim().to_ascii_lowercase();
         let value = value.trim();
-        if IMDS_KEYS.contains(&key.as_str()) {
+        if keep.contains(&key.as_str()) {
             let s = sections.entry(section.clone()).or_default();
             s.imds
                 .insert(key.clone(), value.chars().take(512).collect());
@@ -99,9 +97,9 @@ pub(super) enum FileState {
     Parsed(BTreeMap<String, Section>),
 }
 
-pub(super) fn load(path: &Path, config_style: bool) -> FileState {
+pub(super) fn load(path: &Path, config_style: bool, keep: &[&str]) -> FileState {
     match std::fs::read_to_string(path) {
-        Ok(text) => FileState::Parsed(parse_ini(&text, config_style)),
+        Ok(text) => FileState::Parsed(parse_ini(&text, config_style, keep)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileState::Missing,
         Err(e) => FileState::Unreadable(e.kind().to_string()),
     }
@@ -110,13 +108,14 @@ pub(super) fn load(path: &Path, config_style: bool) -> FileState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::settings::IMDS_KEYS;
 
     #[test]
     fn the_ini_reader_keeps_key_names_only() {
         let text = "[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key=wJalr/SECRET\n\
                     # comment\n[profile dev]\nrole_arn = arn:aws:iam::1:role/x\ncredential_source = Ec2InstanceMetadata\n\
                     s3 =\n  max_concurrent_requests = 10\n[sso-session x]\nsso_start_url = u\n";
-        let config = parse_ini(text, true);
+        let config = parse_ini(text, true, &IMDS_KEYS);
         assert!(config["default"].has("aws_access_key_id"));
         assert!(config["dev"].has("role_arn"));
         assert_eq!(
@@ -126,13 +125,14 @@ mod tests {
         assert!(!config["dev"].has("max_concurrent_requests"));
         assert!(!config.contains_key("x") && !config.contains_key("sso-session x"));
         assert!(!format!("{config:?}").contains("SECRET"));
-        let creds = parse_ini("[profile dev]\naws_access_key_id=A\n", false);
+        let creds = parse_ini("[profile dev]\naws_access_key_id=A\n", false, &IMDS_KEYS);
         assert!(creds.contains_key("profile dev"));
         // The IMDS settings keep their values (empty ones too), split as configparser splits.
         let config = parse_ini(
             "[default]\nMetadata_Service_Timeout: 3\nec2_metadata_service_endpoint = http://h:1\n\
              ec2_metadata_v1_disabled =\naws_secret_access_key: SECRET\n",
             true,
+            &IMDS_KEYS,
         );
         let d = &config["default"];
         assert_eq!(d.imds["metadata_service_timeout"], "3");

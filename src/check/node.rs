@@ -11,7 +11,7 @@
 //! [`NTP_FAIL_SECONDS`] only a minute of the five is left for the time a request spends in
 //! queues, retries and transit, and for further drift: that is a failure now, not a risk.
 
-use super::{Check, CheckId, KernelReading, LinklocalReading, NtpObservation, fmt_offset};
+use super::model::{Check, CheckId, KernelReading, LinklocalReading, NtpObservation, fmt_offset};
 
 /// More than this is a clock nothing disciplines.
 pub const NTP_WARN_SECONDS: f64 = 1.0;
@@ -50,7 +50,9 @@ pub fn ntp_check(results: &[NtpObservation]) -> Check {
                 "{}: {} (rtt {}, stratum {})",
                 r.server,
                 fmt_offset(s.offset_seconds),
-                super::fmt_latency(std::time::Duration::from_secs_f64(s.rtt_seconds.max(0.0))),
+                super::model::fmt_latency(std::time::Duration::from_secs_f64(
+                    s.rtt_seconds.max(0.0)
+                )),
                 s.stratum
             ),
             Err(e) => format!("{}: {e}", r.server),

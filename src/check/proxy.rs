@@ -7,8 +7,8 @@
 //! SDKs never proxy IMDS. Does not own: the endpoint the SDKs use (`settings`), or how a URL is
 //! redacted for printing (`settings`): a proxy URL is shown without its user information.
 
+use super::model::{Check, CheckId};
 use super::settings::{EnvView, SdkSettings, redact_url, resolve_imds_endpoint, short};
-use super::{Check, CheckId};
 
 /// A proxy-related variable's name and value.
 type Var<'a> = (&'static str, &'a str);

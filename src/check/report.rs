@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{Check, Counts, Report, Status, Verdict};
+use super::model::{Check, Counts, Report, Status, Verdict};
 
 /// Version of the JSON document; bumped only when a field changes meaning or disappears.
 pub const JSON_VERSION: u32 = 1;

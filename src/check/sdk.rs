@@ -9,12 +9,12 @@
 //! reported by name only, and a URL (a proxy, an IMDS endpoint) loses its user information.
 
 use super::chain::{Chain, credential_chain, credential_source_check};
+use super::model::{Check, CheckId};
 use super::proxy::proxy_check;
 use super::settings::{
     ATTEMPTS, EnvView, IMDS_IPV6_ENDPOINT, IntSetting, SdkSettings, Setting, Source, TIMEOUT,
     list_named, profile_name, redact_url, short, why_not_probed,
 };
-use super::{Check, CheckId};
 const DEFAULT_IMDS_ENDPOINT: &str = crate::probe::imds::ImdsConfig::DEFAULT_ENDPOINT;
 
 /// The SDK-environment checks, in report order. `probed` is the endpoint this check probed (for

@@ -491,7 +491,7 @@ impl SharedFiles {
         let mut unreadable = Vec::new();
         let mut read = |path: &Result<PathBuf, String>, config_style: bool| match path {
             Err(_) => None,
-            Ok(p) => match ini::load(p, config_style) {
+            Ok(p) => match ini::load(p, config_style, &IMDS_KEYS) {
                 FileState::Missing => None,
                 FileState::Unreadable(why) => {
                     unreadable.push(format!("{} ({why})", p.display()));

@@ -22,8 +22,7 @@ use prometheus::proto::{MetricFamily, MetricType};
 use crate::config::{ConfigError, positive};
 use crate::labels::Probe;
 use crate::metrics::{desc, family, label};
-use crate::probe::{Failure, Prober};
-use crate::scheduler::Schedule;
+use crate::probe::{Failure, Prober, Schedule};
 
 /// Which node views run, and how often they are read (flags `--collector.*`).
 #[derive(Debug, Clone, PartialEq, Eq)]

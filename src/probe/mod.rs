@@ -22,6 +22,15 @@ use chrono::{DateTime, Utc};
 
 use crate::labels::{Probe, Reason};
 
+/// When a probe runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Time from the start of one run to the start of the next (before jitter).
+    pub interval: Duration,
+    /// The longest one run may take; it is then cut off and recorded as a timeout.
+    pub deadline: Duration,
+}
+
 /// Why a run failed: the closed reason that the `imds_probe_failures_total` series count, and a
 /// detail for the log line (which step, and the error's text; never a body or a secret).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,40 @@ use std::time::Duration;
 use reqwest::{Method, Url};
 use zeroize::Zeroizing;
 
-use super::{MAX_BODY_BYTES, RequestError};
+use crate::labels::Reason;
+use crate::probe::credentials;
+
+/// Bodies larger than this are refused: the largest real IMDS document is a few KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How often the slow-moving metadata (`iam/info`, the identity document) is fetched again.
+/// Why one request failed. Carries context for the log line; never body text.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("no complete answer within {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("body larger than {MAX_BODY_BYTES} bytes")]
+    BodyTooLarge,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Parse(#[from] credentials::ParseError),
+}
+
+impl RequestError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            RequestError::Timeout(_) => Reason::Timeout,
+            RequestError::Connect(_) => Reason::Connect,
+            RequestError::Status(s) => Reason::from_status(*s),
+            RequestError::BodyTooLarge | RequestError::Invalid(_) => Reason::InvalidResponse,
+            RequestError::Parse(e) => e.reason(),
+        }
+    }
+}
 
 const USER_AGENT: &str = concat!("imds_exporter/", env!("CARGO_PKG_VERSION"));
 

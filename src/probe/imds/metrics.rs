@@ -9,7 +9,7 @@ use prometheus::{
     Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
 };
 
-use super::ImdsRun;
+use super::report::ImdsRun;
 use crate::labels::{Phase, Reason};
 use crate::metrics::{Families, OptionalGauge, background_help as help, unix_seconds};
 

@@ -7,10 +7,11 @@
 //! with `check`; documents are parsed in [`super::credentials`].
 //!
 //! Layout: this file (config, the run, the scheduled probe), `http` (the one exchange with
-//! IMDS), `metrics` (the IMDS families).
+//! IMDS and how it fails), `report` (what a run saw), `metrics` (the IMDS families).
 
 pub mod http;
 pub mod metrics;
+pub mod report;
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -19,20 +20,17 @@ use chrono::{DateTime, Utc};
 use reqwest::Method;
 use zeroize::Zeroizing;
 
+pub use self::http::{MAX_BODY_BYTES, RequestError};
+pub use self::report::{ImdsRun, PhaseResult};
+
 use self::http::{Answer, ImdsHttp};
 use self::metrics::ImdsFamilies;
-use super::credentials::{
-    self, CredentialsDoc, Identity, InstanceProfile, KeyIdHasher, Rotation, RotationTracker,
-};
-use super::{Failure, Prober};
+use super::credentials::{self, CredentialsDoc, KeyIdHasher, RotationTracker};
+use super::{Failure, Prober, Schedule};
 use crate::config::{ConfigError, positive};
 use crate::labels::{Phase, Probe, Reason};
 use crate::metrics::{Metrics, Recorded};
-use crate::scheduler::Schedule;
 
-/// Bodies larger than this are refused: the largest real IMDS document is a few KiB.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// How often the slow-moving metadata (`iam/info`, the identity document) is fetched again.
 pub const METADATA_REFRESH: Duration = Duration::from_secs(3600);
 
 const TOKEN_PATH: &str = "/latest/api/token";
@@ -143,78 +141,12 @@ impl Endpoint {
     }
 }
 
-/// Why one request failed. Carries context for the log line; never body text.
-#[derive(Debug, thiserror::Error)]
-pub enum RequestError {
-    #[error("no complete answer within {0:?}")]
-    Timeout(Duration),
-    #[error("connection failed: {0}")]
-    Connect(String),
-    #[error("HTTP status {0}")]
-    Status(u16),
-    #[error("body larger than {MAX_BODY_BYTES} bytes")]
-    BodyTooLarge,
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Parse(#[from] credentials::ParseError),
-}
-
-impl RequestError {
-    pub fn reason(&self) -> Reason {
-        match self {
-            RequestError::Timeout(_) => Reason::Timeout,
-            RequestError::Connect(_) => Reason::Connect,
-            RequestError::Status(s) => Reason::from_status(*s),
-            RequestError::BodyTooLarge | RequestError::Invalid(_) => Reason::InvalidResponse,
-            RequestError::Parse(e) => e.reason(),
-        }
-    }
-}
-
 /// The IMDSv2 session token. Redacted in `Debug`, wiped on drop.
 pub struct SessionToken(Zeroizing<String>);
 
 impl fmt::Debug for SessionToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SessionToken(<redacted>)")
-    }
-}
-
-/// The outcome of one request of a run.
-#[derive(Debug)]
-pub struct PhaseResult {
-    pub phase: Phase,
-    pub duration: Duration,
-    pub error: Option<RequestError>,
-}
-
-/// Everything one run saw, for the exporter to record.
-#[derive(Debug, Default)]
-pub struct ImdsRun {
-    pub started_at: Option<DateTime<Utc>>,
-    pub duration: Duration,
-    /// Every request made, in order.
-    pub phases: Vec<PhaseResult>,
-    /// The credential chain's outcome: `Ok` with role and document, or the first failure.
-    pub outcome: Option<Result<(String, CredentialsDoc), Reason>>,
-    pub rotation: Option<Rotation>,
-    pub profile: Option<InstanceProfile>,
-    pub identity: Option<Identity>,
-    /// `Some(true)` if a token-less GET was answered, `Some(false)` if refused, `None` if unknown.
-    pub v1_enabled: Option<bool>,
-}
-
-impl ImdsRun {
-    pub fn success(&self) -> bool {
-        matches!(self.outcome, Some(Ok(_)))
-    }
-
-    pub fn failure_reason(&self) -> Option<Reason> {
-        match self.outcome {
-            Some(Err(r)) => Some(r),
-            _ => None,
-        }
     }
 }
 

@@ -20,11 +20,10 @@ use tokio::net::UdpSocket;
 
 pub use self::packet::{NtpError, NtpSample};
 use self::packet::{client_request, duration_to_ntp_units, sample_from_reply, system_time_to_ntp};
-use super::{Failure, Prober};
+use super::{Failure, Prober, Schedule};
 use crate::config::{ConfigError, positive};
 use crate::labels::Probe;
 use crate::metrics::{Families, Metrics, Recorded, background_help};
-use crate::scheduler::Schedule;
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
