@@ -10,7 +10,8 @@ What it proves, in order (each line of output is one check; the last line is the
     schemaVersion 39, stable uids, no `__inputs`), and empty-when-healthy.json names real panels;
  2. a fleet of seven fake nodes (simulator + exporter each) scraped by Prometheus every second,
     with copies of alerts/*.rules.yml whose `for:` are shortened to 5s; every rule evaluates
-    without error;
+    without error (the recording rules among them: some panels read their series, so the panel
+    checks below prove those series exist with the labels the panels select);
  3. healthy state: every query of every panel, template variable and annotation of both
     dashboards succeeds, as an instant query and, for graph panels (timeseries, heatmap,
     state-timeline) and annotations, also as a range query over the last 2 minutes; each returns
