@@ -13,6 +13,7 @@
 //! - `collector`: node views read on their own schedule (kernel clock, ENA counters) and the
 //!   process metrics;
 //! - `labels`: the closed sets of label values (`probe`, `phase`, `reason`);
+//! - `thresholds`: the alerting thresholds `check` shares with `alerts/thresholds.yml`;
 //! - `metrics`: the registries, the exposition cache, the series common to every probe;
 //! - `web`: `/metrics`, the landing page, `/-/healthy`, `/-/ready`;
 //! - `sim`: the fault-injecting IMDS and NTP simulator (`simulate`);
@@ -33,6 +34,7 @@ pub mod probe;
 pub mod scheduler;
 pub mod signals;
 pub mod sim;
+pub mod thresholds;
 pub mod web;
 
 pub use cli::main_with_args;

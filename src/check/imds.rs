@@ -20,7 +20,7 @@ use crate::probe::imds::{PhaseResult, RequestError};
 /// botocore starts refreshing credentials 15 minutes before they expire (its "advisory"
 /// window; 10 minutes is "mandatory"), Java v1 under 15 minutes too. IMDS normally serves
 /// credentials with hours left, so less than this means rotation has stopped: a failure.
-pub const EXPIRY_FAIL: Duration = Duration::from_secs(15 * 60);
+pub const EXPIRY_FAIL: Duration = crate::thresholds::CREDENTIALS_EXPIRY_WARNING;
 /// EC2 typically serves credentials valid about 6 hours, reissued about hourly (observed, not
 /// promised): under an hour left is unusual and worth a warning.
 pub const EXPIRY_WARN: Duration = Duration::from_secs(60 * 60);

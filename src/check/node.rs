@@ -4,19 +4,21 @@
 //! Pure: the readings come in from the runner ([`super::NtpObservation`],
 //! [`super::KernelReading`], [`super::LinklocalReading`]).
 //!
-//! Thresholds for the offset. AWS rejects a SigV4 request whose timestamp is more than five
-//! minutes from its own clock. A clock disciplined by the Amazon Time Sync Service stays within a
-//! millisecond or so, so more than [`NTP_WARN_SECONDS`] means nothing disciplines it (and an
-//! undisciplined clock keeps drifting, up to 43 s a day at the kernel's 500 ppm limit). At
-//! [`NTP_FAIL_SECONDS`] only a minute of the five is left for the time a request spends in
-//! queues, retries and transit, and for further drift: that is a failure now, not a risk.
+//! Thresholds for the offset: those of the ImdsClockSkewDetected alert (`alerts/thresholds.yml`),
+//! so that `check` fails where the exporter would page. AWS rejects a SigV4 request whose
+//! timestamp is more than five minutes from its own clock. A clock disciplined by the Amazon Time
+//! Sync Service stays within a millisecond or so, so more than [`NTP_WARN_SECONDS`] (50 ms)
+//! means nothing disciplines it (and an undisciplined clock keeps drifting, up to 43 s a day at
+//! the kernel's 500 ppm limit). [`NTP_FAIL_SECONDS`] (60 s) is a fifth of SigV4's allowance, four
+//! orders of magnitude beyond any disciplined clock: signing still works, but the clock is not
+//! being disciplined or was stepped wrongly, and one more step can finish the job.
 
 use super::model::{Check, CheckId, KernelReading, LinklocalReading, NtpObservation, fmt_offset};
 
 /// More than this is a clock nothing disciplines.
-pub const NTP_WARN_SECONDS: f64 = 1.0;
-/// More than this leaves under a minute of SigV4's five.
-pub const NTP_FAIL_SECONDS: f64 = 240.0;
+pub const NTP_WARN_SECONDS: f64 = crate::thresholds::CLOCK_SKEW_WARNING_SECONDS;
+/// More than this pages: a fifth of SigV4's five minutes.
+pub const NTP_FAIL_SECONDS: f64 = crate::thresholds::CLOCK_SKEW_CRITICAL_SECONDS;
 
 const CLOCK_FIX: &str = "Run chrony against the Amazon Time Sync Service on the node (in \
      /etc/chrony.conf: server 169.254.169.123 prefer iburst minpoll 4 maxpoll 4), then step the \
@@ -86,8 +88,9 @@ pub fn ntp_check(results: &[NtpObservation]) -> Check {
             format!("At {abs:.0} s off the limit is passed: every signed AWS call fails now.")
         } else {
             format!(
-                "At {abs:.0} s off, less than a minute of the five is left for queueing, retries \
-                 and further drift."
+                "At {abs:.0} s off, signing still works, but nothing is disciplining the clock \
+                 (or it was stepped wrongly), and the rest of the five minutes can go at the next \
+                 step or with the drift."
             )
         };
         return Check::fail(ID, value)
@@ -103,7 +106,7 @@ pub fn ntp_check(results: &[NtpObservation]) -> Check {
         return Check::warn(ID, value)
             .cause(
                 "A clock disciplined by the Amazon Time Sync Service stays within a millisecond \
-                 or so: an error over a second means nothing disciplines it, and it keeps \
+                 or so: an error over 50 ms means nothing disciplines it, and it keeps \
                  drifting (up to 43 s a day) toward SigV4's 5-minute limit. SDKs also judge \
                  credential expiry by this clock, so their refresh moves by the offset (see \
                  imds.expiry).",
@@ -243,13 +246,15 @@ mod tests {
     }
 
     #[test]
-    fn offset_thresholds_leave_a_margin_below_the_sigv4_limit() {
+    fn offset_thresholds_are_the_alerts_and_leave_a_margin_below_the_sigv4_limit() {
         for (offset, want) in [
             (0.0004, Status::Ok),
-            (-0.5, Status::Ok),
+            (-0.04, Status::Ok),
+            (0.06, Status::Warn),
             (1.5, Status::Warn),
-            (-239.0, Status::Warn),
-            (241.0, Status::Fail),
+            (-59.0, Status::Warn),
+            (61.0, Status::Fail),
+            (-239.0, Status::Fail),
             (-400.0, Status::Fail),
         ] {
             let c = ntp_check(&[obs("a:123", Ok(sample(offset, 0)))]);

@@ -38,7 +38,7 @@ use super::ini::{self, FileState, Section};
 const DEFAULT_IMDS_ENDPOINT: &str = crate::probe::imds::ImdsConfig::DEFAULT_ENDPOINT;
 
 /// The SDKs' default IMDS request timeout (botocore, Rust, Java v2: 1 s).
-pub const DEFAULT_SDK_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_SDK_TIMEOUT: Duration = crate::thresholds::SLOW_REQUEST;
 /// botocore's default number of IMDS attempts.
 pub const DEFAULT_SDK_ATTEMPTS: u32 = 1;
 /// The IPv6 IMDS endpoint (Nitro instances with `HttpProtocolIpv6=enabled`).
