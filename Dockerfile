@@ -2,10 +2,12 @@
 #
 # imds_exporter container image: a static musl binary on distroless/static, non-root (uid 65532).
 #
-# Multi-arch build (linux/amd64 + linux/arm64) with buildx:
+# Releases are built and pushed by .github/workflows/release.yml (docs/releasing.md), as
+# ghcr.io/imds-exporter/imds_exporter:<version> with an SBOM and provenance. By hand, multi-arch
+# (linux/amd64 + linux/arm64) with buildx:
 #   docker buildx build --platform linux/amd64,linux/arm64 \
-#     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
-#     -t ghcr.io/imds-exporter/imds_exporter:TAG --push .
+#     --build-arg VERSION=<version> --build-arg REVISION="$(git rev-parse HEAD)" \
+#     -t registry.example.com/imds_exporter:<version> --push .
 #
 # How the cross-compilation works (no QEMU emulation anywhere):
 # - The builder stage runs on the *build* machine's platform (`--platform=$BUILDPLATFORM`), once per
@@ -17,6 +19,7 @@
 #   without TLS, so no ring/aws-lc/openssl; `cc` appears in Cargo.lock only for Windows/wasm targets).
 #   If a C dependency is ever added, switch the build to cargo-zigbuild (`pip install ziglang
 #   cargo-zigbuild`, then `cargo zigbuild --target ...`), which brings a C cross compiler for musl.
+# - scripts/build-release runs the same compilation without a container, for the release's binaries.
 # - The result is a statically linked, stripped ELF (release profile: lto, codegen-units=1, strip),
 #   so the final stage needs no libc, no shell and no package manager.
 #

@@ -2,8 +2,8 @@
 
 What `docker build` would find out late: a COPY of a path that does not exist or that
 .dockerignore keeps out of the context, a Cargo target the copied tree lacks, a final image that is
-not static/non-root. The build steps themselves are exercised by `scripts/test-deploy --build`,
-which cross-compiles both musl targets with the Dockerfile's linker settings.
+not static/non-root. The compilation itself is scripts/build-release (the release binaries): its
+plan is checked against this Dockerfile in test_release.py, and `scripts/test-deploy --build` runs it.
 """
 
 from __future__ import annotations
