@@ -19,6 +19,7 @@ import argparse
 import datetime
 import json
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -55,7 +56,11 @@ MODES = {
     "big-100k": "a valid credentials JSON padded to 100 KiB (over the exporter's 64 KiB)",
     "drip": "the credentials body sent in 12 pieces 0.7 s apart (8 s in all; no gap reaches 1 s)",
     "expired": "credentials that expired an hour ago",
+    "outage": "every request accepted and held 60 s unanswered (logged on arrival, for timings)",
+    "hop-limit": "the token PUT held 60 s unanswered (logged on arrival); token-less GETs work",
+    "hop-limit-v2-only": "the token PUT held 60 s unanswered; token-less GETs get 401",
 }
+HOLD = 60.0
 
 
 class State:
@@ -111,8 +116,11 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _record(self, status) -> None:
+        # Into the log of the mode the request arrived in: a slow answer that ends after a switch
+        # must not land in the next mode's log.
+        log = getattr(self, "_log", STATE.log)
         with STATE.lock:
-            STATE.log.append(
+            log.append(
                 {
                     "t": round(time.monotonic() - STATE.since, 3),
                     "method": self.command,
@@ -132,6 +140,22 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
         self._record(status)
+
+    def _hold(self) -> None:
+        """Accepted and never answered: logged now, as "held"; the client's timeout ends it."""
+        self._record("held")
+        deadline = time.monotonic() + HOLD
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            # The client hung up: nothing more to wait for.
+            try:
+                if self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                break
+        self.close_connection = True
 
     def _status(self, status: int) -> None:
         self._send(status, f"{status}\n")
@@ -155,7 +179,10 @@ class Handler(BaseHTTPRequestHandler):
         self._status(405)
 
     def do_PUT(self):
+        self._log = STATE.log
         mode = STATE.mode
+        if mode in ("outage", "hop-limit", "hop-limit-v2-only"):
+            return self._hold()
         if self.path != TOKEN_PATH:
             return self._status(405)
         n = STATE.count("token")
@@ -193,11 +220,14 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
+        self._log = STATE.log
         mode = STATE.mode
+        if mode == "outage":
+            return self._hold()
         token = self.headers.get("x-aws-ec2-metadata-token")
         if token is not None and token not in STATE.tokens:
             return self._status(401)
-        if token is None and mode.startswith("v2only-"):
+        if token is None and (mode.startswith("v2only-") or mode == "hop-limit-v2-only"):
             return self._status(401)
         if self.path == CREDS:
             n = STATE.count("role")

@@ -21,11 +21,12 @@ use aws_credential_types::provider::error::CredentialsError;
 use serde_json::json;
 
 fn refuse_non_loopback(endpoint: &str) -> Result<(), String> {
-    let rest = endpoint
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("endpoint must be http://127.x.x.x:PORT or http://[::1]:PORT, got {endpoint:?}"))?;
+    let rest = endpoint.strip_prefix("http://").ok_or_else(|| {
+        format!("endpoint must be http://127.x.x.x:PORT or http://[::1]:PORT, got {endpoint:?}")
+    })?;
     let host = rest.split('/').next().unwrap_or("");
-    let loopback = host.starts_with("127.") || host.starts_with("[::1]") || host.starts_with("localhost");
+    let loopback =
+        host.starts_with("127.") || host.starts_with("[::1]") || host.starts_with("localhost");
     if loopback {
         Ok(())
     } else {
@@ -52,9 +53,10 @@ fn chain(err: &(dyn StdError + 'static)) -> String {
     let mut next: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = next {
         match e.downcast_ref::<ImdsError>() {
-            Some(ImdsError::ErrorResponse(r)) => {
-                parts.push(format!("IMDS error response (status {})", r.response().status().as_u16()))
-            }
+            Some(ImdsError::ErrorResponse(r)) => parts.push(format!(
+                "IMDS error response (status {})",
+                r.response().status().as_u16()
+            )),
             _ => parts.push(e.to_string()),
         }
         next = e.source();
@@ -84,16 +86,31 @@ async fn main() {
         .endpoint(&endpoint)
         .expect("endpoint parses")
         .build();
-    let provider = ImdsCredentialsProvider::builder().imds_client(client).build();
-    let result = tokio::time::timeout(
-        Duration::from_secs_f64(deadline),
-        provider.provide_credentials(),
-    )
-    .await;
+    let provider = ImdsCredentialsProvider::builder()
+        .imds_client(client)
+        .build();
+    // On a task of its own, so that a panic inside aws-config (it panics on a role name that is
+    // not a valid URI path, e.g. one with a newline: imds/client.rs, `.expect("valid request")`)
+    // is reported as a result rather than ending this process without a line.
+    let task = tokio::spawn(async move { provider.provide_credentials().await });
+    let result = tokio::time::timeout(Duration::from_secs_f64(deadline), task).await;
     let wait = start.elapsed().as_secs_f64();
 
     let line = match result {
-        Ok(Ok(creds)) => json!({
+        Ok(Err(join_error)) => json!({
+            "sdk": "rust",
+            "available": false,
+            "wait_seconds": wait,
+            "error": "panic",
+            "detail": join_error
+                .try_into_panic()
+                .ok()
+                .and_then(|p| p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())))
+                .map(|mut s| { s.truncate(300); s }),
+            "access_key_id_prefix": null,
+            "hung": false,
+        }),
+        Ok(Ok(Ok(creds))) => json!({
             "sdk": "rust",
             "available": true,
             "wait_seconds": wait,
@@ -104,7 +121,7 @@ async fn main() {
                 e.duration_since(std::time::SystemTime::now()).ok().map(|d| d.as_secs_f64())
             }),
         }),
-        Ok(Err(err)) => json!({
+        Ok(Ok(Err(err))) => json!({
             "sdk": "rust",
             "available": false,
             "wait_seconds": wait,
