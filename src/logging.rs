@@ -2,6 +2,14 @@
 //!
 //! Only this crate logs at the chosen level; dependencies (hyper, reqwest) are held at `warn`,
 //! so `--log.level=trace` shows what the probe did without wire-level dumps of IMDS traffic.
+//!
+//! The logfmt formatter is written here rather than taken from `tracing-logfmt`, for a security
+//! property: log values carry text that IMDS, NTP servers and the environment control (error
+//! texts, role names), and that crate quotes a value only when it holds a space, `=`, `"` or an
+//! ASCII control character, writing DEL, the C1 controls (U+0085 NEL among them) and Unicode
+//! format characters raw otherwise. [`quote`] escapes every control character in any value, so
+//! no answer can forge or hide a log line. It also writes `msg=`, the key the Prometheus
+//! exporters' logfmt uses, where that crate writes `message=`.
 
 use std::fmt::{self, Write as _};
 
