@@ -77,6 +77,8 @@ fn loopback() -> SocketAddr {
 pub async fn run(config: DemoConfig) -> Result<(), String> {
     config.validate().map_err(|e| e.to_string())?;
     let stop = crate::signals::shutdown();
+    // SIGHUP is ignored (the default action would end the process).
+    let _hangups = crate::signals::hangups();
     let sim = crate::sim::start(loopback(), config.sim()).await?;
     let exporter = crate::exporter::start(ExporterConfig {
         web: WebConfig {

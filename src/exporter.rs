@@ -21,6 +21,7 @@ use crate::probe::imds::{ImdsConfig, ImdsProbe, redacted_endpoint};
 use crate::probe::ntp::{NtpConfig, NtpProbe};
 use crate::scheduler::Scheduler;
 use crate::web::WebConfig;
+use crate::web::reload::LiveSettings;
 
 /// Everything the exporter runs with, each part owned by the module that uses it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -49,6 +50,19 @@ impl ExporterConfig {
         vec![
             ("web.listen-address", self.web.listen_address.to_string()),
             ("web.telemetry-path", self.web.telemetry_path.clone()),
+            (
+                "web.config.file",
+                self.web
+                    .config_file
+                    .as_ref()
+                    .map_or("(none: plain HTTP)".into(), |p| p.display().to_string()),
+            ),
+            ("web.max-connections", self.web.max_connections.to_string()),
+            (
+                "web.read-header-timeout",
+                human(self.web.read_header_timeout),
+            ),
+            ("web.idle-timeout", human(self.web.idle_timeout)),
             ("imds.endpoint", redacted_endpoint(&self.imds.endpoint)),
             ("imds.interval", human(self.imds.interval)),
             ("imds.timeout", human(self.imds.timeout)),
@@ -86,11 +100,17 @@ impl ExporterConfig {
 pub struct RunningExporter {
     pub addr: SocketAddr,
     pub metrics: Arc<Metrics>,
+    web: Arc<LiveSettings>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningExporter {
+    /// Re-reads `--web.config.file` (SIGHUP); the last good one stays when the new one is bad.
+    pub fn reload_web_config(&self) -> bool {
+        self.web.reload("SIGHUP")
+    }
+
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
@@ -107,6 +127,8 @@ pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
     let imds = ImdsProbe::new(config.imds.clone(), &metrics).map_err(|e| e.to_string())?;
     let views = Arc::new(NodeViews::from_config(&config.node).map_err(|e| e.to_string())?);
     metrics.register_live(Box::new(SharedCollector(views.clone())));
+    let web = Arc::new(config.web.load_settings().map_err(|e| e.to_string())?);
+    let limits = connection_limits(&config.web)?;
     let listener = crate::web::bind(config.web.listen_address)
         .map_err(|e| format!("--web.listen-address {}: {e}", config.web.listen_address))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -134,36 +156,67 @@ pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
             &config.web.telemetry_path,
             &config.describe(),
         )),
+        telemetry_path: config.web.telemetry_path.as_str().into(),
     };
-    let app = crate::web::router(state, &config.web.telemetry_path);
-    let mut web_rx = rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = web_rx.changed().await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    }));
+    let app = crate::web::router(state);
+    tasks.push(tokio::spawn(crate::web::server::serve(
+        listener,
+        app,
+        limits,
+        web.clone(),
+        rx.clone(),
+    )));
     // NODE_NAME comes from the downward API in the DaemonSet: it ties this log to its node.
     let node = std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty());
     let endpoint = redacted_endpoint(&config.imds.endpoint);
-    tracing::info!(address = %addr, endpoint = %endpoint, interval = ?config.imds.interval, node = node.as_deref(), "imds_exporter listening");
+    tracing::info!(address = %addr, endpoint = %endpoint, interval = ?config.imds.interval, node = node.as_deref(), web = %web.current().describe(), max_connections = limits.max_connections, "imds_exporter listening");
     Ok(RunningExporter {
         addr,
         metrics,
+        web,
         shutdown,
         tasks,
     })
 }
 
-/// Runs the exporter until SIGINT or SIGTERM.
+/// The connection limits, with `--web.max-connections` lowered to what the open-files limit
+/// leaves after the descriptors kept for the probes (a warning says so).
+fn connection_limits(web: &WebConfig) -> Result<crate::web::server::Limits, String> {
+    let mut limits = web.limits();
+    let (soft, room) = crate::web::server::descriptor_room();
+    if room == 0 {
+        return Err(format!(
+            "--web.max-connections: the open-files limit ({soft}) leaves no descriptor for \
+             connections once {} are kept for the probes; raise it (ulimit -n, LimitNOFILE=)",
+            crate::web::server::FD_RESERVE
+        ));
+    }
+    if limits.max_connections as u64 > room {
+        tracing::warn!(
+            requested = limits.max_connections,
+            allowed = room,
+            open_files_limit = soft,
+            "--web.max-connections lowered to what the open-files limit allows"
+        );
+        limits.max_connections = room as usize;
+    }
+    Ok(limits)
+}
+
+/// Runs the exporter until SIGINT or SIGTERM; SIGHUP re-reads `--web.config.file`.
 pub async fn run(config: ExporterConfig) -> Result<(), String> {
     let stop = crate::signals::shutdown();
+    let mut hangups = crate::signals::hangups();
     let exporter = start(config).await?;
-    stop.await;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = hangups.recv() => {
+                exporter.reload_web_config();
+            }
+        }
+    }
     tracing::info!("shutting down");
     exporter.shutdown().await;
     Ok(())

@@ -91,6 +91,10 @@ fn help_lists_every_flag() {
     for flag in [
         "--web.listen-address",
         "--web.telemetry-path",
+        "--web.config.file",
+        "--web.max-connections",
+        "--web.read-header-timeout",
+        "--web.idle-timeout",
         "--imds.endpoint",
         "--imds.interval",
         "--imds.timeout",

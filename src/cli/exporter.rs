@@ -2,6 +2,7 @@
 //! [`crate::exporter::ExporterConfig`]. Defaults come from the configuration types' constants.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -36,6 +37,10 @@ impl ExporterArgs {
             web: WebConfig {
                 listen_address: self.web.listen_address,
                 telemetry_path: self.web.telemetry_path.clone(),
+                config_file: self.web.config_file.clone(),
+                max_connections: self.web.max_connections,
+                read_header_timeout: self.web.read_header_timeout,
+                idle_timeout: self.web.idle_timeout,
             },
             imds: ImdsConfig {
                 endpoint: ImdsConfig::endpoint_from(
@@ -85,6 +90,45 @@ pub struct WebArgs {
         value_parser = parse_telemetry_path
     )]
     pub telemetry_path: String,
+
+    /// Web configuration file (the exporter-toolkit's format: TLS, mutual TLS, basic auth,
+    /// headers); re-read when it changes and on SIGHUP.
+    #[arg(
+        long = "web.config.file",
+        env = "IMDS_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+
+    /// Connections served at once (also capped by the open-files limit); when reached, the
+    /// connection idle the longest is closed to make room.
+    #[arg(
+        long = "web.max-connections",
+        env = "IMDS_EXPORTER_WEB_MAX_CONNECTIONS",
+        default_value_t = WebConfig::DEFAULT_MAX_CONNECTIONS,
+        value_name = "N"
+    )]
+    pub max_connections: usize,
+
+    /// Deadline of the TLS handshake and the request head.
+    #[arg(
+        long = "web.read-header-timeout",
+        env = "IMDS_EXPORTER_WEB_READ_HEADER_TIMEOUT",
+        default_value = help::seconds(WebConfig::DEFAULT_READ_HEADER_TIMEOUT),
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub read_header_timeout: Duration,
+
+    /// How long a kept-alive connection may wait for its next request.
+    #[arg(
+        long = "web.idle-timeout",
+        env = "IMDS_EXPORTER_WEB_IDLE_TIMEOUT",
+        default_value = help::seconds(WebConfig::DEFAULT_IDLE_TIMEOUT),
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub idle_timeout: Duration,
 }
 
 fn parse_telemetry_path(s: &str) -> Result<String, String> {

@@ -148,6 +148,10 @@ mod tests {
         let c = cli.exporter.config().unwrap();
         assert_eq!(c.web.listen_address, "[::]:19254".parse().unwrap());
         assert_eq!(c.web.telemetry_path, "/metrics");
+        assert_eq!(c.web.config_file, None);
+        assert_eq!(c.web.max_connections, 64);
+        assert_eq!(c.web.read_header_timeout, Duration::from_secs(5));
+        assert_eq!(c.web.idle_timeout, Duration::from_secs(120));
         assert_eq!(c.imds.interval, Duration::from_secs(30));
         assert_eq!(c.imds.timeout, Duration::from_secs(1));
         assert_eq!(c.imds.token_ttl, Duration::from_secs(21600));
@@ -236,6 +240,13 @@ mod tests {
                 "--web.listen-address",
             ),
             (&["--web.telemetry-path", "metrics"], "--web.telemetry-path"),
+            (
+                &["--web.telemetry-path", "/:metrics"],
+                "--web.telemetry-path",
+            ),
+            (&["--web.telemetry-path", "/{x}"], "--web.telemetry-path"),
+            (&["--web.max-connections=-1"], "--web.max-connections"),
+            (&["--web.idle-timeout", "soon"], "--web.idle-timeout"),
             (&["--log.level", "loud"], "--log.level"),
             (&["--log.format", "xml"], "--log.format"),
         ];
@@ -247,6 +258,12 @@ mod tests {
             (["--imds.interval", "0s"], "--imds.interval"),
             (["--imds.token-ttl", "7h"], "--imds.token-ttl"),
             (["--imds.token-ttl", "1500ms"], "--imds.token-ttl"),
+            (["--web.max-connections", "0"], "--web.max-connections"),
+            (
+                ["--web.read-header-timeout", "0s"],
+                "--web.read-header-timeout",
+            ),
+            (["--web.idle-timeout", "2h"], "--web.idle-timeout"),
         ] {
             let cli = parse(&args).unwrap();
             let err = cli.exporter.config().expect_err(flag).to_string();

@@ -103,6 +103,8 @@ pub async fn start(listen: SocketAddr, config: SimConfig) -> Result<RunningSim, 
 /// `imds_exporter simulate`: runs until SIGINT/SIGTERM.
 pub async fn run(listen: SocketAddr, config: SimConfig) -> Result<(), String> {
     let stop = crate::signals::shutdown();
+    // SIGHUP is ignored (the default action would end the process).
+    let _hangups = crate::signals::hangups();
     let sim = start(listen, config).await?;
     tracing::info!(address = %sim.addr, "IMDS simulator listening");
     if let Some(ntp) = sim.ntp_addr {

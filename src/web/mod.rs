@@ -3,34 +3,108 @@
 //!
 //! A scrape only encodes what the background probes already recorded, so a hung IMDS can never
 //! stall `/metrics`.
+//!
+//! Layout: this file (the configuration, the routes, the landing page); `server` (the bounded
+//! accept loop: connection cap, deadlines, eviction, shutdown); `config_file` (the
+//! exporter-toolkit's `--web.config.file` format); `reload` (re-reading it when it changes or on
+//! SIGHUP); `tls` (rustls); `auth` (basic auth with bcrypt).
 
+mod auth;
+pub mod config_file;
+pub mod reload;
+pub mod server;
+mod tls;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, positive};
 use crate::metrics::Metrics;
 
-/// Where and what the exporter serves (flags `--web.*`).
+/// Where and how the exporter serves (flags `--web.*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebConfig {
     pub listen_address: std::net::SocketAddr,
     pub telemetry_path: String,
+    /// The exporter-toolkit web configuration file: TLS, basic auth, headers.
+    pub config_file: Option<PathBuf>,
+    /// Connections served at once; further capped by the open-files limit.
+    pub max_connections: usize,
+    /// Deadline of the TLS handshake and the request head, from the connection's start (or from
+    /// the first byte of a later request on a kept-alive connection).
+    pub read_header_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
 }
 
 impl WebConfig {
     /// Like Go exporters, `:port` means every address (see [`parse_listen_address`]).
     pub const DEFAULT_LISTEN_ADDRESS: &str = ":19254";
     pub const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
+    /// Two Prometheus replicas, the kubelet's probes and a person with curl need a handful; the
+    /// rest is headroom. Idle connections make room for new ones when it is reached.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+    pub const MAX_MAX_CONNECTIONS: usize = 65_536;
+    /// Prometheus sends its request head at once; 5 s is generous even over TLS on a busy node.
+    pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Longer than Prometheus's default scrape interval (1m), so a scraper keeps its connection
+    /// (and its TLS session) from one scrape to the next.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+    /// Upper bound of both timeouts.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_telemetry_path(&self.telemetry_path)
-            .map_err(|e| ConfigError::new("web.telemetry-path", e))
+            .map_err(|e| ConfigError::new("web.telemetry-path", e))?;
+        if self.max_connections == 0 || self.max_connections > Self::MAX_MAX_CONNECTIONS {
+            return Err(ConfigError::new(
+                "web.max-connections",
+                format!("must be from 1 to {}", Self::MAX_MAX_CONNECTIONS),
+            ));
+        }
+        for (flag, value) in [
+            ("web.read-header-timeout", self.read_header_timeout),
+            ("web.idle-timeout", self.idle_timeout),
+        ] {
+            positive(flag, value)?;
+            if value > Self::MAX_TIMEOUT {
+                return Err(ConfigError::new(flag, "must be at most 1h"));
+            }
+        }
+        if let Some(path) = &self.config_file
+            && path.as_os_str().is_empty()
+        {
+            return Err(ConfigError::new("web.config.file", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The connection limits for the server.
+    pub fn limits(&self) -> server::Limits {
+        server::Limits {
+            max_connections: self.max_connections,
+            read_header_timeout: self.read_header_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+
+    /// Reads `--web.config.file` (if any): an error names the file and the field.
+    pub fn load_settings(&self) -> Result<reload::LiveSettings, ConfigError> {
+        reload::LiveSettings::load(self.config_file.as_deref()).map_err(|e| {
+            let path = self
+                .config_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
+            ConfigError::new("web.config.file", format!("{}: {e}", path.display()))
+        })
     }
 }
 
@@ -40,6 +114,10 @@ impl Default for WebConfig {
             listen_address: parse_listen_address(Self::DEFAULT_LISTEN_ADDRESS)
                 .expect("the default address parses"),
             telemetry_path: Self::DEFAULT_TELEMETRY_PATH.into(),
+            config_file: None,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            read_header_timeout: Self::DEFAULT_READ_HEADER_TIMEOUT,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -60,11 +138,31 @@ pub fn parse_listen_address(s: &str) -> Result<std::net::SocketAddr, String> {
         .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
-/// A path the router can serve the metrics on: absolute, no whitespace, not one of ours.
+/// A literal path to serve the metrics on: absolute, made of URL path characters only, no
+/// empty, `.` or `..` segment, and not one of ours. `:`, `*`, `{` and `}`, which routers read as
+/// patterns, are refused (the router matches the path literally anyway: [`router`]).
 pub fn validate_telemetry_path(s: &str) -> Result<(), String> {
     let reserved = ["/", "/-/healthy", "/-/ready"];
-    if !s.starts_with('/') || s.len() < 2 || s.contains(char::is_whitespace) {
+    if !s.starts_with('/') || s.len() < 2 {
         return Err("must be a path such as /metrics".into());
+    }
+    if s.len() > 256 {
+        return Err("must be at most 256 characters".into());
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/-._~!$&'()+,;=@%".contains(*c)))
+    {
+        return Err(format!(
+            "must be a literal path such as /metrics: {c:?} is not allowed (letters, digits and \
+             / - . _ ~ ! $ & ' ( ) + , ; = @ % only)"
+        ));
+    }
+    if s[1..]
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err("must not have empty, . or .. segments".into());
     }
     if reserved.contains(&s) {
         return Err(format!("{s} is served by the exporter itself"));
@@ -80,6 +178,7 @@ pub struct WebState {
     /// liveness probe restarts an exporter whose numbers would otherwise freeze.
     pub alive: Arc<AtomicBool>,
     pub landing: Arc<String>,
+    pub telemetry_path: Arc<str>,
 }
 
 /// Binds the HTTP listener. `[::]:port` (what `:port` parses to) is bound dual-stack, so IPv4
@@ -113,13 +212,30 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListen
     }
 }
 
-pub fn router(state: WebState, telemetry_path: &str) -> Router {
+/// The routes. The metrics path is matched literally in a fallback rather than registered as a
+/// route, so that no value of `--web.telemetry-path` can be read as a pattern or make the router
+/// panic.
+pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/", get(landing))
-        .route(telemetry_path, get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
+        .fallback(telemetry_or_not_found)
         .with_state(state)
+}
+
+async fn telemetry_or_not_found(State(s): State<WebState>, req: Request) -> Response {
+    if req.uri().path() != &*s.telemetry_path {
+        return (StatusCode::NOT_FOUND, "Not found.\n").into_response();
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET,HEAD")],
+        )
+            .into_response();
+    }
+    metrics(State(s)).await
 }
 
 async fn metrics(State(s): State<WebState>) -> Response {
