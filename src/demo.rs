@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{ConfigError, positive};
+use crate::config::ConfigError;
 use crate::exporter::ExporterConfig;
 use crate::probe::imds::ImdsConfig;
 use crate::probe::ntp::NtpConfig;
@@ -50,7 +50,7 @@ impl DemoConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        positive("imds.interval", self.interval)?;
+        crate::config::interval("imds.interval", self.interval)?;
         self.sim().validate()
     }
 }

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 pub use self::model::*;
-use crate::config::{ConfigError, positive};
+use crate::config::ConfigError;
 use crate::probe::imds::{ImdsConfig, ImdsProber};
 use crate::probe::ntp::NtpConfig;
 
@@ -111,8 +111,8 @@ impl CheckConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        positive("imds.timeout", self.imds_timeout)?;
-        positive("ntp.timeout", self.ntp_timeout)
+        crate::config::timeout("imds.timeout", self.imds_timeout)?;
+        crate::config::timeout("ntp.timeout", self.ntp_timeout)
     }
 }
 

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{MetricFamily, MetricType};
 
-use crate::config::{ConfigError, positive};
+use crate::config::ConfigError;
 use crate::labels::Probe;
 use crate::metrics::{desc, family, label};
 use crate::probe::{Failure, Prober, Schedule};
@@ -54,7 +54,7 @@ impl NodeViewsConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        positive("collector.interval", self.interval)?;
+        crate::config::interval("collector.interval", self.interval)?;
         self.ethtool_filter()?;
         Ok(())
     }

@@ -62,7 +62,7 @@ pub async fn start(listen: SocketAddr, config: SimConfig) -> Result<RunningSim, 
     let state = SimState::new(config)?;
     let steps = match &state.config.script {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            let text = crate::config::read_text_file(path)
                 .map_err(|e| format!("--script {}: {e}", path.display()))?;
             let steps = script::parse(&text, &state.config.scenario_defaults())
                 .map_err(|e| format!("--script {}: {e}", path.display()))?;

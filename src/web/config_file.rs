@@ -161,7 +161,7 @@ const ALLOWED_HEADERS: &[&str] = &[
 
 /// Reads, parses and checks the file, and loads what it names (certificates, keys, CAs).
 pub fn load(path: &Path) -> Result<Settings, FileError> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::config::read_text_file(path)
         .map_err(|e| FileError::new("(file)", format!("cannot read {}: {e}", path.display())))?;
     let file = parse(&text)?;
     let base = path.parent().unwrap_or(Path::new("."));

@@ -26,7 +26,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
-use crate::config::{ConfigError, positive};
+use crate::config::ConfigError;
 use crate::metrics::Metrics;
 
 /// Where and how the exporter serves (flags `--web.*`).
@@ -58,8 +58,6 @@ impl WebConfig {
     /// Longer than Prometheus's default scrape interval (1m), so a scraper keeps its connection
     /// (and its TLS session) from one scrape to the next.
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-    /// Upper bound of both timeouts.
-    pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_telemetry_path(&self.telemetry_path)
@@ -70,15 +68,8 @@ impl WebConfig {
                 format!("must be from 1 to {}", Self::MAX_MAX_CONNECTIONS),
             ));
         }
-        for (flag, value) in [
-            ("web.read-header-timeout", self.read_header_timeout),
-            ("web.idle-timeout", self.idle_timeout),
-        ] {
-            positive(flag, value)?;
-            if value > Self::MAX_TIMEOUT {
-                return Err(ConfigError::new(flag, "must be at most 1h"));
-            }
-        }
+        crate::config::timeout("web.read-header-timeout", self.read_header_timeout)?;
+        crate::config::timeout("web.idle-timeout", self.idle_timeout)?;
         if let Some(path) = &self.config_file
             && path.as_os_str().is_empty()
         {
@@ -132,6 +123,25 @@ pub fn parse_listen_address(s: &str) -> Result<std::net::SocketAddr, String> {
     } else {
         s.to_string()
     };
+    // Checked before the resolver sees it: a string that is no host name is never looked up.
+    let expected = "(expected host:port or :port, e.g. :19254)";
+    let (host, port) = full
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} has no port {expected}"))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "{s:?}: the port must be a number from 0 to 65535 {expected}"
+        ));
+    }
+    if !crate::config::is_host(host) {
+        return Err(format!(
+            "{s:?}: {host:?} is neither an IP address nor a host name {expected}"
+        ));
+    }
     full.to_socket_addrs()
         .map_err(|e| format!("{e} (expected host:port or :port, e.g. :19254)"))?
         .next()

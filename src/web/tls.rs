@@ -104,7 +104,7 @@ pub fn kx_group(go_name: &str) -> Option<&'static dyn SupportedKxGroup> {
 }
 
 fn read_certs(field: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = std::fs::read(path)
+    let bytes = crate::config::read_file(path)
         .map_err(|e| err(field, format!("cannot read {}: {e}", path.display())))?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -147,7 +147,7 @@ fn provider(files: &TlsFiles) -> CryptoProvider {
 /// holds no certificate is an error naming the field.
 pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs = read_certs("tls_server_config.cert_file", &files.cert_file)?;
-    let key_bytes = std::fs::read(&files.key_file).map_err(|e| {
+    let key_bytes = crate::config::read_file(&files.key_file).map_err(|e| {
         err(
             "tls_server_config.key_file",
             format!("cannot read {}: {e}", files.key_file.display()),

@@ -27,7 +27,7 @@ use self::http::{Answer, ImdsHttp};
 use self::metrics::ImdsFamilies;
 use super::credentials::{self, CredentialsDoc, KeyIdHasher, RotationTracker};
 use super::{Failure, Prober, Schedule};
-use crate::config::{ConfigError, positive};
+use crate::config::ConfigError;
 use crate::labels::{Phase, Probe, Reason};
 use crate::metrics::{Metrics, Recorded};
 
@@ -73,8 +73,8 @@ impl ImdsConfig {
 
     /// Checks what the types cannot; the error names the flag.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        positive("imds.interval", self.interval)?;
-        positive("imds.timeout", self.timeout)?;
+        crate::config::interval("imds.interval", self.interval)?;
+        crate::config::timeout("imds.timeout", self.timeout)?;
         if self.token_ttl.subsec_nanos() != 0
             || self.token_ttl.is_zero()
             || self.token_ttl > Self::MAX_TOKEN_TTL

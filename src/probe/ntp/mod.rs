@@ -21,7 +21,7 @@ use tokio::net::UdpSocket;
 pub use self::packet::{NtpError, NtpSample};
 use self::packet::{client_request, duration_to_ntp_units, sample_from_reply, system_time_to_ntp};
 use super::{Failure, Prober, Schedule};
-use crate::config::{ConfigError, positive};
+use crate::config::ConfigError;
 use crate::labels::Probe;
 use crate::metrics::{Families, Metrics, Recorded, background_help};
 
@@ -59,8 +59,8 @@ impl NtpConfig {
 
     /// Checks what the types cannot; the error names the flag.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        positive("ntp.interval", self.interval)?;
-        positive("ntp.timeout", self.timeout)?;
+        crate::config::interval("ntp.interval", self.interval)?;
+        crate::config::timeout("ntp.timeout", self.timeout)?;
         for s in &self.servers {
             validate_server_name(s, self.allow_public)
                 .map_err(|e| ConfigError::new("ntp.server", e))?;
@@ -200,6 +200,18 @@ pub fn validate_server_name(server: &str, allow_public: bool) -> Result<(), Stri
     if host.is_empty() {
         return Err(format!("ntp server {server:?} has no host"));
     }
+    if !crate::config::is_host(&host) {
+        return Err(format!(
+            "ntp server {server:?}: {host:?} is neither an IP address nor a host name"
+        ));
+    }
+    if let Some(port) = port_part(server)
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!(
+            "ntp server {server:?}: the port must be a number from 0 to 65535"
+        ));
+    }
     if allow_public {
         return Ok(());
     }
@@ -215,6 +227,16 @@ pub fn validate_server_name(server: &str, allow_public: bool) -> Result<(), Stri
         ));
     }
     Ok(())
+}
+
+fn port_part(server: &str) -> Option<&str> {
+    if let Some(rest) = server.strip_prefix('[') {
+        return rest.split_once("]:").map(|(_, p)| p);
+    }
+    match server.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Some(port),
+        _ => None,
+    }
 }
 
 fn host_part(server: &str) -> &str {
@@ -447,7 +469,17 @@ mod tests {
 
     #[test]
     fn empty_server_is_refused() {
-        for server in ["", ":123", "[]:123"] {
+        for server in [
+            "",
+            ":123",
+            "[]:123",
+            "%s:123",
+            "ü:123",
+            "a b:123",
+            "127.0.0.1:99999",
+            "127.0.0.1:-1",
+            "host:",
+        ] {
             assert!(validate_server_name(server, true).is_err(), "{server:?}");
         }
     }
