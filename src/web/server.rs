@@ -6,12 +6,14 @@
 //!   minus [`FD_RESERVE`] descriptors kept for the probes, the process collector and the
 //!   configuration reloads, so that no load on the port can make a probe fail with "too many
 //!   open files" (a false IMDS outage).
-//! - **When full, the connection that has waited longest for a request makes room**: new
-//!   connections are always accepted, and the oldest one that is idle or still sending its
-//!   request head is closed. A client that sends its request at once (Prometheus) is served
-//!   however many idle or slow connections others hold; a connection with a request in progress
-//!   is never evicted. If every connection is busy, the new one is closed at once: its client
-//!   retries, which is better than a queue it cannot see.
+//! - **When full, the peer that holds the most connections pays**: new connections are always
+//!   accepted. One from the peer address that already holds the most is closed at once (cheap:
+//!   no task, no handshake); one from any other peer takes the place of that peer's
+//!   longest-waiting connection (idle, or still sending its request head). A host flooding the
+//!   port therefore only ever loses its own connections, and a scraper from another address is
+//!   served however many idle or slow connections the flood holds. A connection with a request
+//!   in progress is never evicted; when no connection can be, the new one is closed at once: its
+//!   client retries, which is better than a queue it cannot see.
 //! - **Deadlines**: the request head (and the TLS handshake before it) must arrive within
 //!   `--web.read-header-timeout` of the connection or of its first byte; a keep-alive connection
 //!   may stay idle for `--web.idle-timeout`; a response the client does not take within
@@ -23,7 +25,7 @@
 //! (`auth`).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -98,6 +100,7 @@ struct SlotState {
 
 struct Slot {
     id: u64,
+    peer: IpAddr,
     state: Mutex<SlotState>,
     changed: Notify,
 }
@@ -170,8 +173,10 @@ impl Slot {
         self.changed.notify_one();
     }
 
-    fn is_busy(&self) -> bool {
-        self.lock().busy
+    /// Part of a request head is in, and not all of it.
+    fn is_half_sent(&self) -> bool {
+        let s = self.lock();
+        !s.busy && s.first_byte.is_some()
     }
 
     /// Resolves when the connection has passed its deadline or was evicted.
@@ -224,27 +229,37 @@ impl Connections {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A place for a new connection, evicting the longest-waiting one when full; `None` when every
-    /// place holds a request in progress.
-    fn admit(self: &Arc<Self>) -> Option<Admitted> {
+    /// A place for a new connection from `peer`. When full, the longest-waiting connection of
+    /// the peer with the most connections is evicted, if that is not `peer` itself; otherwise
+    /// (or when none is waiting) `None`: the new connection is refused.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Admitted> {
         let mut slots = self.lock();
         // Evicted connections still hold their descriptor until their task runs; they count.
         if slots.len() >= self.max {
-            let oldest = slots
-                .iter()
-                .filter_map(|s| s.waiting_since().map(|t| (t, s.clone())))
-                .min_by_key(|(t, _)| *t)?;
-            oldest.1.evict();
-            // At most a few evicted ones linger between two turns of the runtime.
             if slots.len() >= self.max + 16 {
                 return None;
             }
+            let mut per_peer: std::collections::HashMap<IpAddr, usize> = Default::default();
+            for s in slots.iter().filter(|s| !s.lock().evicted) {
+                *per_peer.entry(s.peer).or_default() += 1;
+            }
+            let mine = per_peer.get(&peer).copied().unwrap_or(0);
+            let (holds, _, victim) = slots
+                .iter()
+                .filter_map(|s| s.waiting_since().map(|t| (per_peer[&s.peer], t, s)))
+                // The most connections first, then the longest waiting.
+                .min_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)))?;
+            if holds <= mine {
+                return None;
+            }
+            victim.evict();
         }
         let now = Instant::now();
         let slot = Arc::new(Slot {
             id: self
                 .next_id
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            peer,
             state: Mutex::new(SlotState {
                 accepted: now,
                 busy: false,
@@ -416,8 +431,8 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(admitted) = connections.admit() else {
-            tracing::debug!(%peer, "every connection is busy: closing the new one");
+        let Some(admitted) = connections.admit(peer.ip()) else {
+            tracing::debug!(%peer, "no room: closing the new connection");
             drop(stream);
             continue;
         };
@@ -551,9 +566,10 @@ async fn drive<I, S>(
         _ = slot.expired(&limits) => return,
         _ = shutdown.wait_for(|stop| *stop) => {}
     }
-    // Shutting down: idle and half-sent connections close now; a request in progress finishes
-    // (hyper then closes the connection) within the grace.
-    if !slot.is_busy() {
+    // Shutting down: a half-sent request head is dropped now; hyper closes an idle connection at
+    // once, and lets a response in progress (or still in its write buffer) finish within the
+    // grace.
+    if slot.is_half_sent() {
         return;
     }
     conn.as_mut().graceful_shutdown();
@@ -580,31 +596,54 @@ mod tests {
         })
     }
 
+    const ONE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+    const TWO: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
     #[tokio::test(start_paused = true)]
     async fn a_full_house_evicts_the_longest_waiting_connection_never_a_busy_one() {
         let c = connections(2);
-        let a = c.admit().unwrap();
+        let a = c.admit(ONE).unwrap();
         tokio::time::advance(Duration::from_millis(10)).await;
-        let b = c.admit().unwrap();
-        let third = c.admit().unwrap();
+        let b = c.admit(ONE).unwrap();
+        assert!(
+            c.admit(ONE).is_none(),
+            "the biggest holder's new one is refused"
+        );
+        let third = c.admit(TWO).unwrap();
         assert!(a.slot.lock().evicted, "the oldest waiting one goes");
         assert!(!b.slot.lock().evicted);
         drop(a);
         b.slot.begin_request();
-        third.slot.begin_request();
         assert!(
-            c.admit().is_none(),
-            "every place busy: the new one is refused"
+            c.admit(TWO).is_none(),
+            "the only one left to evict is busy: the new one is refused"
         );
-        third.slot.end_request();
-        assert!(c.admit().is_some());
+        b.slot.end_request();
+        third.slot.begin_request();
+        assert!(c.admit(TWO).is_none(), "one each: nobody holds more");
+        let _fourth = c.admit("127.0.0.3".parse().unwrap()).unwrap();
+        assert!(b.slot.lock().evicted);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_peer_with_the_most_connections_makes_room() {
+        let c = connections(3);
+        let scraper = c.admit(ONE).unwrap();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let flood: Vec<_> = (0..2).map(|_| c.admit(TWO).unwrap()).collect();
+        // The flood's next one is refused; the scraper's connection, though it waited longest,
+        // stays: its peer holds one of three.
+        assert!(c.admit(TWO).is_none());
+        assert!(!scraper.slot.lock().evicted);
+        let _another_client = c.admit("127.0.0.3".parse().unwrap()).unwrap();
+        assert!(flood[0].slot.lock().evicted && !scraper.slot.lock().evicted);
     }
 
     #[tokio::test(start_paused = true)]
     async fn deadlines_follow_the_connection_state() {
         let l = limits();
         let c = connections(2);
-        let a = c.admit().unwrap();
+        let a = c.admit(ONE).unwrap();
         let start = Instant::now();
         assert_eq!(a.slot.deadline(&l), start + l.read_header_timeout);
         a.slot.begin_request();
