@@ -15,10 +15,10 @@
 # - Rust ships the musl C runtime (crt objects and libc.a) inside the `rust-std` component of every
 #   `*-unknown-linux-musl` target ("self-contained" linking), so no musl C toolchain is needed.
 # - The linker is `rust-lld`, which ships with every rustup toolchain and links for any architecture.
-#   That is all a pure-Rust dependency tree needs: this crate has no C code on Linux (reqwest is built
-#   without TLS, so no ring/aws-lc/openssl; `cc` appears in Cargo.lock only for Windows/wasm targets).
-#   If a C dependency is ever added, switch the build to cargo-zigbuild (`pip install ziglang
-#   cargo-zigbuild`, then `cargo zigbuild --target ...`), which brings a C cross compiler for musl.
+# - The one C dependency is *ring* (rustls' crypto, for --web.config.file's TLS): its C and assembly
+#   are freestanding (no libc headers), so clang, which targets every architecture, compiles them
+#   for either musl target, and llvm-ar archives them (CC_<target>/AR_<target> below). No musl C
+#   toolchain and no emulation are needed.
 # - scripts/build-release runs the same compilation without a container, for the release's binaries.
 # - The result is a statically linked, stripped ELF (release profile: lto, codegen-units=1, strip),
 #   so the final stage needs no libc, no shell and no package manager.
@@ -41,9 +41,20 @@ RUN case "${TARGETARCH}" in \
     esac \
  && rustup target add "$(cat /rust-target)"
 
-# Link every musl target with rust-lld (see the header comment).
+# clang and llvm-ar for ring's C code (see the header comment). Debian's current ones: the builder
+# image is pinned by RUST_VERSION, and these only compile ring's few C files.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends clang llvm \
+ && rm -rf /var/lib/apt/lists/*
+
+# Link every musl target with rust-lld, and compile C for it with clang (see the header comment).
 ENV CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
-    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
+    CC_x86_64_unknown_linux_musl=clang \
+    CC_aarch64_unknown_linux_musl=clang \
+    AR_x86_64_unknown_linux_musl=llvm-ar \
+    AR_aarch64_unknown_linux_musl=llvm-ar
 
 # Only what the build needs; .dockerignore keeps everything else out of the context.
 COPY Cargo.toml Cargo.lock build.rs ./

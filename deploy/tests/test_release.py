@@ -189,6 +189,7 @@ def dockerfile_build() -> tuple[dict[str, str], dict[str, str], list[str]]:
     """The builder stage: TARGETARCH -> Rust target, linker variables, the cargo command."""
     targets = dict(re.findall(r"(\w+)\) echo (\S+-unknown-linux-musl) > /rust-target", DOCKERFILE))
     linkers = dict(re.findall(r"(CARGO_TARGET_\w+_LINKER)=(\S+)", DOCKERFILE))
+    linkers.update(re.findall(r"\b((?:CC|AR)_\w+_linux_musl)=(\S+)", DOCKERFILE))
     cargo = re.search(r'cargo build ([^\\&]+)', DOCKERFILE).group(0).split()
     return targets, linkers, cargo
 
@@ -204,6 +205,10 @@ def test_release_build_compiles_exactly_as_the_dockerfile_does():
         env = dict(word.split("=", 1) for word in command[1:command.index("cargo")])
         linker_var = f"CARGO_TARGET_{target.upper().replace('-', '_')}_LINKER"
         assert env[linker_var] == linkers[linker_var] == "rust-lld"
+        # ring's C code: the same compiler and archiver for the target in both.
+        suffix = target.replace("-", "_")
+        assert env[f"CC_{suffix}"] == linkers[f"CC_{suffix}"] == "clang"
+        assert env[f"AR_{suffix}"] == linkers[f"AR_{suffix}"] == "llvm-ar"
         assert "IMDS_EXPORTER_REVISION" in env
         expected = [target if word == '"${target}"' else word for word in cargo]
         assert command[command.index("cargo"):] == expected
