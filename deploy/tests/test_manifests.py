@@ -19,6 +19,7 @@ KUSTOMIZATIONS = {
     "base": "deploy/kubernetes/base",
     "pod-network": "deploy/kubernetes/overlays/pod-network",
     "without-operator": "deploy/kubernetes/overlays/without-operator",
+    "web-config": "deploy/kubernetes/overlays/web-config",
 }
 PORT = 19254
 UID = 65532
@@ -140,12 +141,18 @@ def test_host_view_runs_under_the_base_service_account(objects):
     assert [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"] == ["imds-exporter"]
 
 
+WEB_CONFIG_VOLUME = {"name": "web-config", "secret": {"secretName": "imds-exporter-web-config", "defaultMode": 0o440}}
+
+
 def test_no_host_namespaces_or_volumes_beyond_the_network(objects):
     for ds in daemonsets(objects):
         spec = ds["spec"]["template"]["spec"]
         assert not spec.get("hostPID") and not spec.get("hostIPC")
-        assert not spec.get("volumes"), "the exporter needs no volume, least of all a hostPath"
-        assert not container(ds).get("volumeMounts")
+        # The exporter needs no volume, least of all a hostPath; only its web configuration, read
+        # only, from a Secret (overlay web-config).
+        assert spec.get("volumes", []) in ([], [WEB_CONFIG_VOLUME])
+        assert container(ds).get("volumeMounts", []) in (
+            [], [{"name": "web-config", "mountPath": "/etc/imds_exporter", "readOnly": True}])
         assert not any(p.get("hostPort") not in (None, PORT) for p in container(ds)["ports"])
 
 
@@ -157,6 +164,10 @@ def test_probes_hit_health_and_readiness_on_the_metrics_port(objects):
         live, ready = c["livenessProbe"]["httpGet"], c["readinessProbe"]["httpGet"]
         assert live["path"] == "/-/healthy" and ports.get(live["port"], live["port"]) == PORT
         assert ready["path"] == "/-/ready" and ports.get(ready["port"], ready["port"]) == PORT
+        # HTTPS exactly when the exporter serves TLS (its web configuration file).
+        tls = any(a.startswith("--web.config.file=") for a in c["args"])
+        for probe in (live, ready):
+            assert probe.get("scheme", "HTTP") == ("HTTPS" if tls else "HTTP")
         assert "--web.listen-address=:19254" in c["args"]
 
 
@@ -279,6 +290,26 @@ def test_podmonitor_scrapes_its_daemonset_with_node_name_as_instance(overlay, ds
     assert {"action": "replace", "sourceLabels": ["__meta_kubernetes_pod_node_name"],
             "targetLabel": "instance"} in relabel
     assert {"action": "replace", "targetLabel": "view", "replacement": view} in relabel
+
+
+def test_web_config_overlay_mounts_its_secret_and_scrapes_over_https_with_basic_auth():
+    objs = render(KUSTOMIZATIONS["web-config"])
+    ds, pm = find(objs, "DaemonSet", HOST_DS), find(objs, "PodMonitor", HOST_DS)
+    spec = ds["spec"]["template"]["spec"]
+    assert spec["volumes"] == [WEB_CONFIG_VOLUME]
+    assert spec["securityContext"]["fsGroup"] == UID, "the Secret's files are readable by the exporter's group"
+    assert "--web.config.file=/etc/imds_exporter/web-config.yml" in container(ds)["args"]
+    (endpoint,) = pm["spec"]["podMetricsEndpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {"serverName": "imds-exporter",
+                                     "ca": {"secret": {"name": "imds-exporter-scrape", "key": "ca.crt"}}}
+    assert endpoint["basicAuth"] == {"username": {"name": "imds-exporter-scrape", "key": "username"},
+                                     "password": {"name": "imds-exporter-scrape", "key": "password"}}
+    assert "insecureSkipVerify" not in endpoint["tlsConfig"]
+    # Nothing else differs from the base.
+    base = render(KUSTOMIZATIONS["base"])
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objs) == sorted(
+        (o["kind"], o["metadata"]["name"]) for o in base)
 
 
 def test_headless_service_names_the_metrics_port(objects):
