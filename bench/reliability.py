@@ -159,10 +159,16 @@ def pct(values, q):
 
 # ------------------------------------------------------------------------------------ the flood
 
-async def idle_conn(addr, start, results, sem):
+def attacker(i, peers):
+    """The source address of the i-th flood connection: 127.0.0.2, or spread over `peers` addresses."""
+    n = 2 + i % peers
+    return f"127.0.{n // 256}.{n % 256}" if peers > 1 else ATTACKER
+
+
+async def idle_conn(addr, source, results, sem):
     async with sem:
         try:
-            reader, writer = await asyncio.open_connection(addr[0], addr[1], local_addr=(ATTACKER, 0))
+            reader, writer = await asyncio.open_connection(addr[0], addr[1], local_addr=(source, 0))
         except OSError as e:
             results["connect_errors"] += 1
             results["connect_error"] = str(e)
@@ -178,9 +184,9 @@ async def idle_conn(addr, start, results, sem):
     writer.close()
 
 
-async def slow_conn(addr, results, stop):
+async def slow_conn(addr, source, results, stop):
     try:
-        reader, writer = await asyncio.open_connection(addr[0], addr[1], local_addr=(ATTACKER, 0))
+        reader, writer = await asyncio.open_connection(addr[0], addr[1], local_addr=(source, 0))
     except OSError:
         results["connect_errors"] += 1
         return
@@ -244,7 +250,7 @@ async def sampler(pid, stop, samples):
         await asyncio.sleep(0.25)
 
 
-async def flood(addr, pid, n_idle, n_slow, seconds):
+async def flood(addr, pid, n_idle, n_slow, seconds, peers):
     import multiprocessing
 
     stop = asyncio.Event()
@@ -257,12 +263,12 @@ async def flood(addr, pid, n_idle, n_slow, seconds):
     bg = asyncio.create_task(sampler(pid, stop, samples))
     start = time.monotonic()
     # The slowloris first, so that they hold places when the idle flood comes.
-    tasks = [asyncio.create_task(slow_conn(addr, slow, stop)) for _ in range(n_slow)]
+    tasks = [asyncio.create_task(slow_conn(addr, attacker(i, peers), slow, stop)) for i in range(n_slow)]
     while slow["connected"] + slow["connect_errors"] < n_slow and time.monotonic() - start < seconds:
         await asyncio.sleep(0.01)
     sem = asyncio.Semaphore(1000)
     idle_start = time.monotonic()
-    tasks += [asyncio.create_task(idle_conn(addr, start, idle, sem)) for _ in range(n_idle)]
+    tasks += [asyncio.create_task(idle_conn(addr, attacker(i, peers), idle, sem)) for i in range(n_idle)]
     while idle["connected"] + idle["connect_errors"] < n_idle and time.monotonic() - start < seconds:
         await asyncio.sleep(0.05)
     opened_in = time.monotonic() - idle_start
@@ -348,7 +354,10 @@ def main():
     ap.add_argument("--slow", type=int, default=200)
     ap.add_argument("--attack-seconds", type=float, default=30)
     ap.add_argument("--shutdown-reps", type=int, default=5)
+    ap.add_argument("--peers", type=int, default=1,
+                    help="spread the flood over this many source addresses (127.0.0.2 on); default one peer")
     ap.add_argument("--json")
+    ap.add_argument("--no-shutdown", action="store_true", help="skip the SIGTERM runs")
     a = ap.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -370,7 +379,8 @@ def main():
         limits = open(f"/proc/{ex.p.pid}/limits").read()
         nofile = [l for l in limits.splitlines() if l.startswith("Max open files")][0].split()[3]
         log(f"exporter pid {ex.p.pid}, open-files limit {nofile}; flood: {a.idle} idle + {a.slow} slowloris for {a.attack_seconds:.0f}s")
-        result = asyncio.run(flood(addr, ex.p.pid, a.idle, a.slow, a.attack_seconds))
+        result = asyncio.run(flood(addr, ex.p.pid, a.idle, a.slow, a.attack_seconds, a.peers))
+        result["peers"] = a.peers
         after = counters(scrape(addr))
         result["exporter_open_files_limit"] = int(nofile)
         result["probe_failures_before"] = before["failures"]
@@ -379,7 +389,8 @@ def main():
         result["exporter_alive"] = ex.p.poll() is None
         ex.stop()
         log("shutdown runs")
-        result["shutdown"] = [asyncio.run(shutdown_once(a.binary, imds, ntp, 20)) for _ in range(a.shutdown_reps)]
+        reps = 0 if a.no_shutdown else a.shutdown_reps
+        result["shutdown"] = [asyncio.run(shutdown_once(a.binary, imds, ntp, 20)) for _ in range(reps)]
     finally:
         for p in procs:
             p.stop()
@@ -390,9 +401,9 @@ def main():
 | what | figure |
 |---|---|
 | exporter's open-files limit (soft = hard) | {r['exporter_open_files_limit']} |
-| idle connections from {ATTACKER}: opened / refused at connect | {r['idle']['connected']} / {r['idle']['connect_errors']} (in {r['idle']['opened_in_s']} s) |
+| idle connections from {ATTACKER if a.peers == 1 else f'{a.peers} peers'}: opened / refused at connect | {r['idle']['connected']} / {r['idle']['connect_errors']} (in {r['idle']['opened_in_s']} s) |
 | idle connections closed by the exporter during the flood | {r['idle']['closed']} (median after {r['idle']['closed_after_p50_s']:.3f} s, last after {r['idle']['closed_after_max_s']:.2f} s) |
-| slowloris connections (1 byte/s, opened first) / closed by the exporter | {r['slow']['connected']} / {r['slow']['closed']}: {r['slow']['closed_after_1s']} held a place and were closed by the header timeout, the last after {r['slow']['closed_after_max_s']:.2f} s; the rest refused at once (the peer held the most places) |
+| slowloris connections (1 byte/s, opened first) / closed by the exporter | {r['slow']['connected']} / {r['slow']['closed']}: {r['slow']['closed_after_1s']} held a place until the header timeout closed them, the last after {r['slow']['closed_after_max_s']:.2f} s; the rest were closed within a second (refused, or evicted to make room) |
 | attacker connections still open at the end | {r['still_open_at_end']} |
 | /metrics from {SCRAPER}, new connection each: answered / failed | {r['scrapes']} / {r['scrape_failures']} |
 | /metrics latency p50 / p99 / max | {r['scrape_p50_ms']:.1f} / {r['scrape_p99_ms']:.1f} / {r['scrape_max_ms']:.1f} ms |
@@ -400,9 +411,9 @@ def main():
 | exporter open descriptors, max during | {r['fds_max']} |
 | probe runs during the flood | {', '.join(f'{k} {v:.0f}' for k, v in sorted(r['probe_runs_during'].items()))} |
 | probe failures before / after (`imds_probe_failures_total`, all reasons) | {r['probe_failures_before']:.0f} / {r['probe_failures_after']:.0f} |
-| SIGTERM with 20 idle + 20 half-sent + 20 streaming clients: exit codes | {sorted(set(s['exit_code'] for s in sd))} over {len(sd)} runs |
+""" + (f"""| SIGTERM with 20 idle + 20 half-sent + 20 streaming clients: exit codes | {sorted(set(s['exit_code'] for s in sd))} over {len(sd)} runs |
 | time to exit after SIGTERM: median / max | {statistics.median(s['seconds'] for s in sd):.2f} / {max(s['seconds'] for s in sd):.2f} s |
-""")
+""" if sd else ""))
     if a.json:
         Path(a.json).write_text(json.dumps(r, indent=2) + "\n")
     ok = (r["probe_failures_after"] == r["probe_failures_before"] and r["scrape_p99_ms"] < 50 and r["rss_max_mib"] < 32
