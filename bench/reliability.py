@@ -150,6 +150,13 @@ def open_fds(pid):
         return 0
 
 
+def f(value, spec):
+    """A figure for the table; "-" when there is none."""
+    if value is None or value != value:
+        return "-"
+    return format(value, spec)
+
+
 def pct(values, q):
     if not values:
         return float("nan")
@@ -402,15 +409,15 @@ def main():
 |---|---|
 | exporter's open-files limit (soft = hard) | {r['exporter_open_files_limit']} |
 | idle connections from {ATTACKER if a.peers == 1 else f'{a.peers} peers'}: opened / refused at connect | {r['idle']['connected']} / {r['idle']['connect_errors']} (in {r['idle']['opened_in_s']} s) |
-| idle connections closed by the exporter during the flood | {r['idle']['closed']} (median after {r['idle']['closed_after_p50_s']:.3f} s, last after {r['idle']['closed_after_max_s']:.2f} s) |
-| slowloris connections (1 byte/s, opened first) / closed by the exporter | {r['slow']['connected']} / {r['slow']['closed']}: {r['slow']['closed_after_1s']} held a place until the header timeout closed them, the last after {r['slow']['closed_after_max_s']:.2f} s; the rest were closed within a second (refused, or evicted to make room) |
+| idle connections closed by the exporter during the flood | {r['idle']['closed']} (median after {f(r['idle']['closed_after_p50_s'], '.3f')} s, last after {f(r['idle']['closed_after_max_s'], '.2f')} s) |
+| slowloris connections (1 byte/s, opened first) / closed by the exporter | {r['slow']['connected']} / {r['slow']['closed']}: {r['slow']['closed_after_1s']} held a place until the header timeout closed them, the last after {f(r['slow']['closed_after_max_s'], '.2f')} s; the rest were closed within a second (refused, or evicted to make room) |
 | attacker connections still open at the end | {r['still_open_at_end']} |
 | /metrics from {SCRAPER}, new connection each: answered / failed | {r['scrapes']} / {r['scrape_failures']} |
-| /metrics latency p50 / p99 / max | {r['scrape_p50_ms']:.1f} / {r['scrape_p99_ms']:.1f} / {r['scrape_max_ms']:.1f} ms |
-| exporter RSS before / max during | {r['rss_start_mib']:.1f} / {r['rss_max_mib']:.1f} MiB |
+| /metrics latency p50 / p99 / max | {r['scrape_p50_ms']:.1f} / {r['scrape_p99_ms']:.1f} / {f(r['scrape_max_ms'], '.1f')} ms |
+| exporter RSS before / max during | {f(r['rss_start_mib'], '.1f')} / {f(r['rss_max_mib'], '.1f')} MiB |
 | exporter open descriptors, max during | {r['fds_max']} |
 | probe runs during the flood | {', '.join(f'{k} {v:.0f}' for k, v in sorted(r['probe_runs_during'].items()))} |
-| probe failures before / after (`imds_probe_failures_total`, all reasons) | {r['probe_failures_before']:.0f} / {r['probe_failures_after']:.0f} |
+| probe failures before / after (`imds_probe_failures_total`, all reasons) | {f(r['probe_failures_before'], '.0f')} / {f(r['probe_failures_after'], '.0f')} |
 """ + (f"""| SIGTERM with 20 idle + 20 half-sent + 20 streaming clients: exit codes | {sorted(set(s['exit_code'] for s in sd))} over {len(sd)} runs |
 | time to exit after SIGTERM: median / max | {statistics.median(s['seconds'] for s in sd):.2f} / {max(s['seconds'] for s in sd):.2f} s |
 """ if sd else ""))
