@@ -15,11 +15,12 @@
 //! - `labels`: the closed sets of label values (`probe`, `phase`, `reason`);
 //! - `thresholds`: the alerting thresholds `check` shares with `alerts/thresholds.yml`;
 //! - `metrics`: the registries, the exposition cache, the series common to every probe;
-//! - `web`: `/metrics`, the landing page, `/-/healthy`, `/-/ready`;
+//! - `web`: `/metrics`, the landing page, `/-/healthy`, `/-/ready`; the bounded server (connection
+//!   cap, deadlines, shutdown) and `--web.config.file` (TLS, basic auth, headers);
 //! - `sim`: the fault-injecting IMDS and NTP simulator (`simulate`);
 //! - `demo`: simulator and exporter in one process;
 //! - `check`: the one-shot diagnosis (`check`): every probe once, the SDK environment, a report;
-//! - `logging`: logfmt/JSON logs; `signals`: graceful shutdown.
+//! - `logging`: logfmt/JSON logs; `signals`: graceful shutdown, SIGHUP.
 
 pub mod check;
 pub mod cli;
