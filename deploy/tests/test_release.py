@@ -115,8 +115,14 @@ def test_ci_runs_the_readme_test_command_on_every_push_and_pull_request():
     assert "./scripts/test" in (ROOT / "README.md").read_text()
 
 
+CLANG = "apt-get update && apt-get install -y --no-install-recommends clang llvm"
+
+
 def test_ci_runs_the_release_build_too():
-    assert runs("ci.yml", "release-build") == ["scripts/build-release"]
+    # clang and llvm-ar first: ring's C code is cross-compiled with them, as in the Dockerfile.
+    assert runs("ci.yml", "release-build") == [CLANG, "scripts/build-release"]
+    assert CLANG.split("&& ")[1] in DOCKERFILE
+    assert runs("release.yml", "binaries")[0] == CLANG
 
 
 def test_release_runs_on_version_tags_only():
