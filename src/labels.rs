@@ -152,6 +152,37 @@ impl Reason {
     }
 }
 
+/// An AWS SDK family whose clients the IMDS probe's verdicts speak for (`sdk` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sdk {
+    /// botocore, under boto3 and the AWS CLI.
+    Python,
+    /// The AWS SDK for JavaScript v3.
+    Javascript,
+    /// aws-config, the AWS SDK for Rust.
+    Rust,
+    /// aws-sdk-go-v2.
+    Go,
+}
+
+impl Sdk {
+    pub const ALL: [Sdk; 4] = [Sdk::Python, Sdk::Javascript, Sdk::Rust, Sdk::Go];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sdk::Python => "python",
+            Sdk::Javascript => "javascript",
+            Sdk::Rust => "rust",
+            Sdk::Go => "go",
+        }
+    }
+
+    /// The family named `s` (a label value).
+    pub fn parse(s: &str) -> Option<Sdk> {
+        Sdk::ALL.into_iter().find(|sdk| sdk.as_str() == s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,6 +62,7 @@ fn full_exposition() -> String {
         profile: Some(InstanceProfile { arn: "arn".into() }),
         identity: Some(Identity::default()),
         v1_enabled: Some(false),
+        ..ImdsRun::default()
     };
     imds.update().record(&run);
     ntp.update().record_sample(

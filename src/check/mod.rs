@@ -314,6 +314,7 @@ async fn instance_id_without_token(prober: &ImdsProber) -> Option<String> {
         .http()
         .send(reqwest::Method::GET, "/latest/meta-data/instance-id", &[])
         .await
+        .0
         .ok()?;
     if answer.status != 200 {
         return None;

@@ -12,6 +12,7 @@
 pub mod http;
 pub mod metrics;
 pub mod report;
+pub mod sdk;
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -23,14 +24,16 @@ use zeroize::Zeroizing;
 pub use self::http::{MAX_BODY_BYTES, RequestError};
 pub use self::report::{ImdsRun, PhaseResult};
 
-use self::http::{Answer, ImdsHttp};
+use self::http::{Answer, DocumentAnswer, ImdsHttp};
 use self::metrics::ImdsFamilies;
+use self::sdk::{DocShape, Exchange, RoleShape, Seen, TokenShape};
 use super::credentials::{self, CredentialsDoc, KeyIdHasher, RotationTracker};
 use super::{Failure, Prober, Schedule};
 use crate::config::{ConfigError, positive};
 use crate::labels::{Phase, Probe, Reason};
 use crate::metrics::{Metrics, Recorded};
 
+/// How often the slow-moving metadata (`iam/info`, the identity document) is fetched again.
 pub const METADATA_REFRESH: Duration = Duration::from_secs(3600);
 
 const TOKEN_PATH: &str = "/latest/api/token";
@@ -175,7 +178,9 @@ pub struct ImdsProber {
     http: ImdsHttp,
     hasher: KeyIdHasher,
     rotation: RotationTracker,
-    metadata_fetched_at: Option<Instant>,
+    /// When `iam/info` and the identity document are fetched next.
+    info: Refresh,
+    identity: Refresh,
     role: Option<String>,
     /// The role the last run's role list named, kept even when its credentials then failed.
     listed_role: Option<String>,
@@ -195,7 +200,8 @@ impl ImdsProber {
             http,
             hasher: KeyIdHasher::default(),
             rotation: RotationTracker::default(),
-            metadata_fetched_at: None,
+            info: Refresh::default(),
+            identity: Refresh::default(),
             role: None,
             listed_role: None,
         })
@@ -217,6 +223,12 @@ impl ImdsProber {
     }
 
     /// One probe run. Never fails as a whole: every failure is in the report.
+    ///
+    /// The exporter's own chain is the IMDSv2 one every SDK tries first: token, role list,
+    /// credentials. A few more requests are made only when an SDK verdict needs them: one
+    /// repeat of a request answered 5xx or 401 (Rust and Go retry those), and the token-less
+    /// credentials document when the token was not one every SDK can use and IMDSv1 named a
+    /// role (botocore, JavaScript and Go fall back to IMDSv1).
     pub async fn run(&mut self) -> ImdsRun {
         let start = Instant::now();
         let mut run = ImdsRun {
@@ -232,29 +244,34 @@ impl ImdsProber {
         if let Ok(token) = &token {
             self.refresh_metadata(token, &mut run).await;
         }
-        run.v1_enabled = self.check_v1(&mut run).await;
+        let (v1, v1_role) = self.check_v1(&mut run).await;
+        run.v1_enabled = v1;
+        let token_for_all = run.evidence.token_for_every_sdk();
+        if let (false, Some(role)) = (token_for_all, v1_role) {
+            let path = format!("{ROLE_LIST_PATH}{role}");
+            let (_, seen) = self.document(&mut run, Phase::ImdsV1, &path, &[]).await;
+            run.evidence.v1_credentials = Some(seen);
+        }
         run.duration = start.elapsed();
         run
     }
 
     async fn fetch_token(&self, run: &mut ImdsRun) -> Result<SessionToken, Reason> {
         let ttl = self.config.token_ttl.as_secs().to_string();
-        let answer = self
-            .timed(
-                run,
-                Phase::Token,
-                Method::PUT,
-                TOKEN_PATH,
-                &[(TOKEN_TTL_HEADER, &ttl)],
-            )
-            .await?;
+        let headers = [(TOKEN_TTL_HEADER, ttl.as_str())];
+        let mut attempt = self
+            .timed(run, Phase::Token, Method::PUT, TOKEN_PATH, &headers)
+            .await;
+        run.evidence.token = Some(attempt.token_seen());
+        if attempt.retried_by_sdks() {
+            attempt = self
+                .timed(run, Phase::Token, Method::PUT, TOKEN_PATH, &headers)
+                .await;
+            run.evidence.token_retry = Some(attempt.token_seen());
+        }
+        let answer = attempt.result?;
         // Lenient like botocore: a response without the TTL header is accepted.
-        // Trimmed in place: the only copy of the token outside the zeroized body is the one kept.
-        let token = std::str::from_utf8(&answer.body)
-            .ok()
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()));
-        match token {
+        match token_text(&answer.body) {
             Some(t) => Ok(SessionToken(Zeroizing::new(t.to_string()))),
             None => Err(record_error(
                 run,
@@ -269,104 +286,147 @@ impl ImdsProber {
         token: &SessionToken,
         run: &mut ImdsRun,
     ) -> Result<(String, CredentialsDoc), Reason> {
-        let t = token.0.as_str();
-        let answer = self
-            .timed(
-                run,
-                Phase::Role,
-                Method::GET,
-                ROLE_LIST_PATH,
-                &[(TOKEN_HEADER, t)],
-            )
-            .await?;
+        let headers = [(TOKEN_HEADER, token.0.as_str())];
+        let mut attempt = self
+            .timed(run, Phase::Role, Method::GET, ROLE_LIST_PATH, &headers)
+            .await;
+        run.evidence.role = Some(attempt.role_seen());
+        if attempt.retried_by_sdks() {
+            attempt = self
+                .timed(run, Phase::Role, Method::GET, ROLE_LIST_PATH, &headers)
+                .await;
+            run.evidence.role_retry = Some(attempt.role_seen());
+        }
+        let answer = attempt.result?;
         let role = credentials::parse_role_list(&answer.body)
             .map_err(|e| record_error(run, Phase::Role, e.into()))?;
         self.listed_role = Some(role.clone());
         let path = format!("{ROLE_LIST_PATH}{role}");
-        let answer = self
-            .timed(
-                run,
-                Phase::Credentials,
-                Method::GET,
-                &path,
-                &[(TOKEN_HEADER, t)],
-            )
-            .await?;
-        let doc = credentials::parse_credentials(&answer.body, &self.hasher)
-            .map_err(|e| record_error(run, Phase::Credentials, e.into()))?;
-        drop(answer); // wipes the raw document, secrets included
+        let (mut doc, seen) = self
+            .document(run, Phase::Credentials, &path, &headers)
+            .await;
+        let retry = retried_status(&seen.exchange);
+        run.evidence.credentials = Some(seen);
+        if retry {
+            let (again, seen) = self
+                .document(run, Phase::Credentials, &path, &headers)
+                .await;
+            run.evidence.credentials_retry = Some(seen);
+            doc = again;
+        }
+        let doc = doc?;
         run.rotation = self.rotation.observe(&doc, Utc::now());
         if self.role.as_deref() != Some(role.as_str()) {
             // A new role: the instance profile may have changed too.
-            self.metadata_fetched_at = None;
+            self.info = Refresh::default();
             self.role = Some(role.clone());
         }
         Ok((role, doc))
     }
 
-    /// `iam/info` and the identity document: at start, hourly, and again after a failure.
+    /// The credentials document, parsed as it streams in; the phase records any failure.
+    async fn document(
+        &self,
+        run: &mut ImdsRun,
+        phase: Phase,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (Result<CredentialsDoc, Reason>, Seen<DocShape>) {
+        let start = Instant::now();
+        let (result, exchange) = self.http.send_document(path, headers, &self.hasher).await;
+        let duration = start.elapsed();
+        let (doc, shape) = match result {
+            Ok(DocumentAnswer {
+                status: 200,
+                inspection: Some(Ok(inspection)),
+            }) => (
+                inspection.document.map_err(RequestError::from),
+                inspection.shape,
+            ),
+            Ok(DocumentAnswer {
+                status: 200,
+                inspection: Some(Err(e)),
+            }) => (Err(e.into()), DocShape::default()),
+            Ok(DocumentAnswer { status, .. }) => {
+                (Err(RequestError::Status(status)), DocShape::default())
+            }
+            Err(e) => (Err(e), DocShape::default()),
+        };
+        let (doc, error) = match doc {
+            Ok(doc) => (Ok(doc), None),
+            Err(e) => (Err(e.reason()), Some(e)),
+        };
+        run.phases.push(PhaseResult {
+            phase,
+            duration,
+            error,
+        });
+        (doc, Seen { exchange, shape })
+    }
+
+    /// `iam/info` and the identity document: at start, then hourly. A definitive answer that is
+    /// not the document (a 404, a 5xx, an unusable body) is not asked again at every run: the
+    /// next try waits, five minutes at first and doubling up to the hour; only a request that
+    /// got no answer at all is tried again at the next run.
     async fn refresh_metadata(&mut self, token: &SessionToken, run: &mut ImdsRun) {
-        if self
-            .metadata_fetched_at
-            .is_some_and(|at| at.elapsed() < METADATA_REFRESH)
-        {
-            return;
-        }
-        let t = token.0.as_str();
-        let mut ok = true;
+        let headers = [(TOKEN_HEADER, token.0.as_str())];
         // No role attached means no iam/info either (404); that is the credentials' alarm.
-        if self.role.is_some() {
-            if let Ok(answer) = self
-                .timed(
-                    run,
-                    Phase::Info,
-                    Method::GET,
-                    INFO_PATH,
-                    &[(TOKEN_HEADER, t)],
-                )
-                .await
-            {
-                match credentials::parse_info(&answer.body) {
-                    Ok(p) => run.profile = Some(p),
-                    Err(e) => {
-                        record_error(run, Phase::Info, e.into());
-                        ok = false;
-                    }
+        if self.role.is_some() && self.info.is_due() {
+            let attempt = self
+                .timed(run, Phase::Info, Method::GET, INFO_PATH, &headers)
+                .await;
+            let answered = attempt.answered();
+            match attempt.result.map(|a| credentials::parse_info(&a.body)) {
+                Ok(Ok(profile)) => {
+                    run.profile = Some(profile);
+                    self.info.fetched();
                 }
-            } else {
-                ok = false;
+                Ok(Err(e)) => {
+                    record_error(run, Phase::Info, e.into());
+                    self.info.refused();
+                }
+                Err(_) if answered => self.info.refused(),
+                Err(_) => {}
             }
         }
-        match self
-            .timed(
-                run,
-                Phase::Identity,
-                Method::GET,
-                IDENTITY_PATH,
-                &[(TOKEN_HEADER, t)],
-            )
-            .await
-        {
-            Ok(answer) => match credentials::parse_identity(&answer.body) {
-                Ok(id) => run.identity = Some(id),
-                Err(e) => {
-                    record_error(run, Phase::Identity, e.into());
-                    ok = false;
+        if self.identity.is_due() {
+            let attempt = self
+                .timed(run, Phase::Identity, Method::GET, IDENTITY_PATH, &headers)
+                .await;
+            let answered = attempt.answered();
+            match attempt.result.map(|a| credentials::parse_identity(&a.body)) {
+                Ok(Ok(id)) => {
+                    run.identity = Some(id);
+                    self.identity.fetched();
                 }
-            },
-            Err(_) => ok = false,
-        }
-        if ok {
-            self.metadata_fetched_at = Some(Instant::now());
+                Ok(Err(e)) => {
+                    record_error(run, Phase::Identity, e.into());
+                    self.identity.refused();
+                }
+                Err(_) if answered => self.identity.refused(),
+                Err(_) => {}
+            }
         }
     }
 
     /// Does IMDSv1 answer a token-less GET? 401 (tokens required) and 403 (IMDS disabled) mean
-    /// no; any other answer, 404 included, means yes. Transport failures leave it unknown.
-    async fn check_v1(&self, run: &mut ImdsRun) -> Option<bool> {
+    /// no; any other answer, 404 included, means yes. Transport failures leave it unknown. Also
+    /// returns the role the token-less list names, for the SDKs that fall back to it.
+    async fn check_v1(&self, run: &mut ImdsRun) -> (Option<bool>, Option<String>) {
         let start = Instant::now();
-        let result = self.request(Method::GET, ROLE_LIST_PATH, &[]).await;
+        let (result, exchange) = self.http.send(Method::GET, ROLE_LIST_PATH, &[]).await;
         let duration = start.elapsed();
+        let role = match &result {
+            Ok(a) if a.status == 200 => credentials::parse_role_list(&a.body).ok(),
+            _ => None,
+        };
+        run.evidence.v1_role = Some(Seen {
+            exchange,
+            shape: match &result {
+                Ok(a) if a.status == 200 => credentials::role_shape(&a.body),
+                _ => RoleShape::default(),
+            },
+        });
         let (verdict, error) = match result {
             Ok(a) if a.status == 401 || a.status == 403 => (Some(false), None),
             Ok(a) if a.status == 200 || a.status == 404 => (Some(true), None),
@@ -378,10 +438,10 @@ impl ImdsProber {
             duration,
             error,
         });
-        verdict
+        (verdict, role)
     }
 
-    /// Makes one request, records its phase result, and returns the answer only on HTTP 200.
+    /// Makes one request and records its phase result; the answer only on HTTP 200.
     async fn timed(
         &self,
         run: &mut ImdsRun,
@@ -389,42 +449,24 @@ impl ImdsProber {
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
-    ) -> Result<Answer, Reason> {
+    ) -> Attempt {
         let start = Instant::now();
-        let result = match self.request(method, path, headers).await {
-            Ok(a) if a.status == 200 => Ok(a),
-            Ok(a) => Err(RequestError::Status(a.status)),
-            Err(e) => Err(e),
-        };
+        let (result, exchange) = self.http.send(method, path, headers).await;
         let duration = start.elapsed();
-        match result {
-            Ok(answer) => {
-                run.phases.push(PhaseResult {
-                    phase,
-                    duration,
-                    error: None,
-                });
-                Ok(answer)
+        let (result, error) = match result {
+            Ok(a) if a.status == 200 => (Ok(a), None),
+            Ok(a) => {
+                let e = RequestError::Status(a.status);
+                (Err(e.reason()), Some(e))
             }
-            Err(e) => {
-                let reason = e.reason();
-                run.phases.push(PhaseResult {
-                    phase,
-                    duration,
-                    error: Some(e),
-                });
-                Err(reason)
-            }
-        }
-    }
-
-    async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<Answer, RequestError> {
-        self.http.send(method, path, headers).await
+            Err(e) => (Err(e.reason()), Some(e)),
+        };
+        run.phases.push(PhaseResult {
+            phase,
+            duration,
+            error,
+        });
+        Attempt { result, exchange }
     }
 }
 
@@ -436,6 +478,88 @@ fn record_error(run: &mut ImdsRun, phase: Phase, error: RequestError) -> Reason 
         last.error = Some(error);
     }
     reason
+}
+
+/// One request of a run: the answer (on HTTP 200) or why not, and how the exchange went.
+struct Attempt {
+    result: Result<Answer, Reason>,
+    exchange: Exchange,
+}
+
+impl Attempt {
+    /// A status the Rust and Go SDKs retry: 5xx and 401.
+    fn retried_by_sdks(&self) -> bool {
+        retried_status(&self.exchange)
+    }
+
+    /// IMDS answered with a status (as opposed to a timeout or a failed connection).
+    fn answered(&self) -> bool {
+        matches!(self.exchange, Exchange::Answered { .. })
+    }
+
+    fn token_seen(&self) -> Seen<TokenShape> {
+        Seen {
+            exchange: self.exchange,
+            shape: match &self.result {
+                Ok(a) => TokenShape {
+                    usable: token_text(&a.body).is_some(),
+                    ttl_header: a.ttl_header,
+                },
+                Err(_) => TokenShape::default(),
+            },
+        }
+    }
+
+    fn role_seen(&self) -> Seen<RoleShape> {
+        Seen {
+            exchange: self.exchange,
+            shape: match &self.result {
+                Ok(a) => credentials::role_shape(&a.body),
+                Err(_) => RoleShape::default(),
+            },
+        }
+    }
+}
+
+fn retried_status(x: &Exchange) -> bool {
+    matches!(x, Exchange::Answered { status, .. } if *status >= 500 || *status == 401)
+}
+
+/// The token in an answer's body: trimmed, non-empty, printable ASCII (valid as a header).
+fn token_text(body: &[u8]) -> Option<&str> {
+    std::str::from_utf8(body)
+        .ok()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
+}
+
+/// When a slow-moving document is fetched next.
+#[derive(Debug, Default)]
+struct Refresh {
+    next: Option<Instant>,
+    /// The wait after the next refusal.
+    backoff: Option<Duration>,
+}
+
+impl Refresh {
+    /// After a refusal, the first wait; it doubles up to [`METADATA_REFRESH`].
+    const FIRST_BACKOFF: Duration = Duration::from_secs(300);
+
+    fn is_due(&self) -> bool {
+        self.next.is_none_or(|at| Instant::now() >= at)
+    }
+
+    fn fetched(&mut self) {
+        self.next = Some(Instant::now() + METADATA_REFRESH);
+        self.backoff = None;
+    }
+
+    /// IMDS answered, but not with the document.
+    fn refused(&mut self) {
+        let wait = self.backoff.unwrap_or(Self::FIRST_BACKOFF);
+        self.next = Some(Instant::now() + wait);
+        self.backoff = Some((wait * 2).min(METADATA_REFRESH));
+    }
 }
 
 /// The IMDS probe as the exporter schedules it: the prober and the series it records in.
@@ -582,7 +706,7 @@ mod tests {
             ),
             (RequestError::Status(429), "throttled"),
             (RequestError::Status(302), "http_other"),
-            (RequestError::BodyTooLarge, "invalid_response"),
+            (RequestError::BodyTooLarge(65536), "invalid_response"),
             (
                 RequestError::Parse(credentials::ParseError::CodeNotSuccess { code: "X".into() }),
                 "code_not_success",
