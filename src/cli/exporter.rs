@@ -11,6 +11,7 @@ use super::log::LogArgs;
 use crate::collector::NodeViewsConfig;
 use crate::config::{ConfigError, parse_duration};
 use crate::exporter::ExporterConfig;
+use crate::labels::Sdk;
 use crate::probe::imds::ImdsConfig;
 use crate::probe::ntp::NtpConfig;
 use crate::web::{WebConfig, parse_listen_address};
@@ -45,6 +46,8 @@ impl ExporterArgs {
                 interval: self.imds.interval,
                 timeout: self.imds.timeout,
                 token_ttl: self.imds.token_ttl,
+                sdks: ImdsConfig::parse_sdks(&self.imds.sdks)?,
+                outage_check_interval: self.imds.outage_check_interval,
             },
             ntp: self.collectors.ntp().then(|| NtpConfig {
                 servers: NtpConfig::servers_or_default(&self.ntp.servers),
@@ -130,6 +133,28 @@ pub struct ImdsArgs {
         value_parser = parse_duration
     )]
     pub token_ttl: Duration,
+
+    /// SDK families whose clients run on this node (repeatable): each gets its verdict series,
+    /// and the bundled alerts page only for these.
+    #[arg(
+        long = "imds.sdk",
+        env = "IMDS_EXPORTER_IMDS_SDK",
+        value_delimiter = ',',
+        default_value = help::list(&Sdk::ALL.map(Sdk::as_str)),
+        value_name = "FAMILY"
+    )]
+    pub sdks: Vec<String>,
+
+    /// Time between the outage watch's checks between probe runs (one credentials request with
+    /// the last token); 0s turns the watch off.
+    #[arg(
+        long = "imds.outage-check-interval",
+        env = "IMDS_EXPORTER_IMDS_OUTAGE_CHECK_INTERVAL",
+        default_value = help::seconds(ImdsConfig::DEFAULT_OUTAGE_CHECK_INTERVAL),
+        value_name = "DURATION",
+        value_parser = parse_duration
+    )]
+    pub outage_check_interval: Duration,
 }
 
 #[derive(Debug, Args, Clone)]

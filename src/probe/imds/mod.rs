@@ -1,175 +1,53 @@
 //! The IMDS probe: one run does what an SDK does when it creates a client.
 //!
-//! Owns the IMDS side: its configuration ([`ImdsConfig`]), the token PUT, the role and
-//! credentials GETs, the hourly metadata GETs and the IMDSv1 posture check, each with its own
-//! deadline and timed with a monotonic clock ([`ImdsProber`], an [`ImdsRun`] report), and the
-//! series they are recorded in ([`metrics`]). The HTTP exchange itself is in [`http`], shared
-//! with `check`; documents are parsed in [`super::credentials`].
+//! Owns the IMDS side: the token PUT, the role and credentials GETs, the hourly metadata GETs and
+//! the IMDSv1 posture check, each with its own deadline and timed with a monotonic clock
+//! ([`ImdsProber`], an [`ImdsRun`] report), what each SDK family would make of them ([`sdk`]), the
+//! outage watch between runs ([`watch`]), and the series they are recorded in ([`metrics`]). The
+//! HTTP exchange itself is in [`http`], shared with `check`; documents are parsed in
+//! [`super::credentials`].
 //!
-//! Layout: this file (config, the run, the scheduled probe), `http` (the one exchange with
-//! IMDS and how it fails), `report` (what a run saw), `metrics` (the IMDS families).
+//! Layout: this file (the run, the scheduled probe), `config` (`ImdsConfig`, the endpoint's
+//! check), `protocol` (paths, headers, the token), `http` (the one exchange with IMDS and how it
+//! fails), `report` (what a run saw), `sdk` (the SDK families' replay), `watch` (the outage
+//! watch), `metrics` (the IMDS families).
 
+pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod protocol;
 pub mod report;
 pub mod sdk;
+pub mod watch;
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use reqwest::Method;
 use zeroize::Zeroizing;
 
+pub use self::config::{ImdsConfig, redacted_endpoint};
 pub use self::http::{MAX_BODY_BYTES, RequestError};
+pub use self::protocol::SessionToken;
 pub use self::report::{ImdsRun, PhaseResult};
 
+use self::config::Endpoint;
 use self::http::{Answer, DocumentAnswer, ImdsHttp};
 use self::metrics::ImdsFamilies;
+use self::protocol::{
+    IDENTITY_PATH, INFO_PATH, ROLE_LIST_PATH, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER,
+    token_text,
+};
 use self::sdk::{DocShape, Exchange, RoleShape, Seen, TokenShape};
+use self::watch::{OutageWatch, WatchTarget};
 use super::credentials::{self, CredentialsDoc, KeyIdHasher, RotationTracker};
-use super::{Failure, Prober, Schedule};
-use crate::config::{ConfigError, positive};
-use crate::labels::{Phase, Probe, Reason};
+use super::{Failure, Prober};
+use crate::config::ConfigError;
+use crate::labels::{Phase, Probe, Reason, Sdk};
 use crate::metrics::{Metrics, Recorded};
 
 /// How often the slow-moving metadata (`iam/info`, the identity document) is fetched again.
 pub const METADATA_REFRESH: Duration = Duration::from_secs(3600);
-
-const TOKEN_PATH: &str = "/latest/api/token";
-const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
-const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
-const ROLE_LIST_PATH: &str = "/latest/meta-data/iam/security-credentials/";
-const INFO_PATH: &str = "/latest/meta-data/iam/info";
-const IDENTITY_PATH: &str = "/latest/dynamic/instance-identity/document";
-
-/// The IMDS probe's settings (flags `--imds.*`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImdsConfig {
-    /// Base URL, e.g. `http://169.254.169.254`, without a trailing slash.
-    pub endpoint: String,
-    /// Time between probe runs (before jitter).
-    pub interval: Duration,
-    /// Deadline of each request (connect + send + full body).
-    pub timeout: Duration,
-    /// Requested token lifetime: whole seconds, 1 s to 6 h.
-    pub token_ttl: Duration,
-}
-
-impl ImdsConfig {
-    /// IMDS on EC2, for real nodes only. Tests and demos always pass loopback.
-    pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
-    /// The SDKs' variable for another endpoint, honoured as they honour it.
-    pub const ENDPOINT_VARIABLE: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
-    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
-    /// The SDKs' default, so the exporter feels what they feel.
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
-    /// The longest token IMDS issues (6 h); also the default.
-    pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(21600);
-
-    /// The endpoint in force: the flag, then the SDKs' variable (`sdk_variable`, its value if
-    /// set), then EC2's.
-    pub fn endpoint_from(flag: Option<String>, sdk_variable: Option<String>) -> String {
-        flag.or_else(|| sdk_variable.filter(|s| !s.trim().is_empty()))
-            .unwrap_or_else(|| Self::DEFAULT_ENDPOINT.to_string())
-    }
-
-    /// Checks what the types cannot; the error names the flag.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        positive("imds.interval", self.interval)?;
-        positive("imds.timeout", self.timeout)?;
-        if self.token_ttl.subsec_nanos() != 0
-            || self.token_ttl.is_zero()
-            || self.token_ttl > Self::MAX_TOKEN_TTL
-        {
-            return Err(ConfigError::new(
-                "imds.token-ttl",
-                format!(
-                    "must be whole seconds from 1s to 21600s (6h), got {}",
-                    crate::config::human(self.token_ttl)
-                ),
-            ));
-        }
-        Endpoint::parse(&self.endpoint)?;
-        Ok(())
-    }
-
-    /// When the probe runs. A run makes at most six requests of `timeout` each; the deadline
-    /// leaves room for all of them and is never shorter than the interval.
-    pub fn schedule(&self) -> Schedule {
-        Schedule {
-            interval: self.interval,
-            deadline: (self.timeout * 7).max(self.interval),
-        }
-    }
-}
-
-impl Default for ImdsConfig {
-    fn default() -> Self {
-        Self {
-            endpoint: Self::DEFAULT_ENDPOINT.into(),
-            interval: Self::DEFAULT_INTERVAL,
-            timeout: Self::DEFAULT_TIMEOUT,
-            token_ttl: Self::MAX_TOKEN_TTL,
-        }
-    }
-}
-
-/// A checked endpoint: `http://host[:port]`, no path, no query.
-struct Endpoint(reqwest::Url);
-
-impl Endpoint {
-    fn parse(endpoint: &str) -> Result<Self, ConfigError> {
-        let trimmed = endpoint.trim_end_matches('/');
-        let bad = || {
-            ConfigError::new(
-                "imds.endpoint",
-                format!(
-                    "{:?} must be an http:// URL such as {}",
-                    redacted_endpoint(endpoint),
-                    ImdsConfig::DEFAULT_ENDPOINT
-                ),
-            )
-        };
-        let url = reqwest::Url::parse(trimmed).map_err(|_| bad())?;
-        if url.scheme() != "http"
-            || url.host().is_none()
-            || url.path() != "/"
-            || url.query().is_some()
-            || url.fragment().is_some()
-        {
-            return Err(bad());
-        }
-        Ok(Self(url))
-    }
-}
-
-/// The IMDSv2 session token. Redacted in `Debug`, wiped on drop.
-pub struct SessionToken(Zeroizing<String>);
-
-impl fmt::Debug for SessionToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionToken(<redacted>)")
-    }
-}
-
-/// The endpoint as it may be shown (logs, the landing page, errors): user information, if a
-/// URL carries any, is replaced by `***` (IMDS takes none, but a password must never be printed).
-pub fn redacted_endpoint(endpoint: &str) -> String {
-    // Everything up to the last `@` goes, wherever it is: a password may itself hold a `/`
-    // (`http://user:pa/ss@host` does not even parse), and over-redacting a path is harmless.
-    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
-    let rest = match rest.rfind('@') {
-        Some(at) => format!("***@{}", &rest[at + 1..]),
-        None => rest.to_string(),
-    };
-    let scheme = if scheme.is_empty() {
-        String::new()
-    } else {
-        format!("{scheme}://")
-    };
-    format!("{scheme}{rest}")
-}
 
 /// The IMDS prober: an HTTP client plus the state that spans runs. `check` runs it once; the
 /// exporter schedules it as an [`ImdsProbe`].
@@ -184,6 +62,8 @@ pub struct ImdsProber {
     role: Option<String>,
     /// The role the last run's role list named, kept even when its credentials then failed.
     listed_role: Option<String>,
+    /// Where the token and role of a successful run go, for the outage watch.
+    watch: Option<WatchTarget>,
 }
 
 impl ImdsProber {
@@ -204,6 +84,7 @@ impl ImdsProber {
             identity: Refresh::default(),
             role: None,
             listed_role: None,
+            watch: None,
         })
     }
 
@@ -315,6 +196,9 @@ impl ImdsProber {
             doc = again;
         }
         let doc = doc?;
+        if let Some(watch) = &self.watch {
+            watch.set(token, &role);
+        }
         run.rotation = self.rotation.observe(&doc, Utc::now());
         if self.role.as_deref() != Some(role.as_str()) {
             // A new role: the instance profile may have changed too.
@@ -525,14 +409,6 @@ fn retried_status(x: &Exchange) -> bool {
     matches!(x, Exchange::Answered { status, .. } if *status >= 500 || *status == 401)
 }
 
-/// The token in an answer's body: trimmed, non-empty, printable ASCII (valid as a header).
-fn token_text(body: &[u8]) -> Option<&str> {
-    std::str::from_utf8(body)
-        .ok()
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
-}
-
 /// When a slow-moving document is fetched next.
 #[derive(Debug, Default)]
 struct Refresh {
@@ -566,15 +442,27 @@ impl Refresh {
 pub struct ImdsProbe {
     prober: ImdsProber,
     families: Recorded<ImdsFamilies>,
+    /// The last verdicts, to log a family's change once.
+    verdicts: Option<[(Sdk, sdk::Verdict); 4]>,
 }
 
 impl ImdsProbe {
     /// The prober for `config`, with its series registered in `metrics`.
     pub fn new(config: ImdsConfig, metrics: &Metrics) -> Result<Self, ConfigError> {
+        let families = metrics.register(ImdsFamilies::new(&config.sdks));
         Ok(Self {
             prober: ImdsProber::new(config)?,
-            families: metrics.register(ImdsFamilies::new()),
+            families,
+            verdicts: None,
         })
+    }
+
+    /// The outage watch for this probe's endpoint: it checks with the token and role of this
+    /// probe's last successful run.
+    pub fn outage_watch(&mut self, metrics: &Metrics) -> Result<OutageWatch, ConfigError> {
+        let target = WatchTarget::default();
+        self.prober.watch = Some(target.clone());
+        OutageWatch::new(&self.prober.config, target, metrics)
     }
 }
 
@@ -615,7 +503,29 @@ impl Prober for ImdsProbe {
         if let Some(r) = &run.rotation {
             tracing::info!(lead_seconds = r.lead_seconds, "credentials rotated");
         }
-        self.families.update().record(run);
+        let verdicts = sdk::verdicts(&run.evidence);
+        for (i, (family, v)) in verdicts.iter().enumerate() {
+            let before = self.verdicts.map(|old| old[i].1.available);
+            if before != Some(v.available) && self.prober.config.sdks.contains(family) {
+                tracing::info!(
+                    sdk = family.as_str(),
+                    available = v.available,
+                    wait_seconds = v.wait_seconds,
+                    "a new client of this SDK family would now {}",
+                    if v.available {
+                        "get credentials"
+                    } else {
+                        "get no credentials"
+                    }
+                );
+            }
+        }
+        self.verdicts = Some(verdicts);
+        {
+            let families = self.families.update();
+            families.record(run);
+            families.record_verdicts(&verdicts);
+        }
         let reason = run.failure_reason()?;
         // The phase whose error decided the run, for the log line.
         let detail = run
