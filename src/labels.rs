@@ -98,6 +98,9 @@ pub enum Reason {
     KissOfDeath,
     /// NTP: the reply's origin timestamp is not the one we sent.
     OriginMismatch,
+    /// NTP: the server says it is not synchronised itself (leap indicator 3, or stratum 16):
+    /// RFC 5905 says not to use its time.
+    Unsynchronized,
 }
 
 impl Reason {
@@ -114,12 +117,13 @@ impl Reason {
         Reason::CodeNotSuccess,
     ];
 
-    pub const NTP: [Reason; 5] = [
+    pub const NTP: [Reason; 6] = [
         Reason::Timeout,
         Reason::Connect,
         Reason::InvalidResponse,
         Reason::KissOfDeath,
         Reason::OriginMismatch,
+        Reason::Unsynchronized,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -136,6 +140,7 @@ impl Reason {
             Reason::CodeNotSuccess => "code_not_success",
             Reason::KissOfDeath => "kiss_of_death",
             Reason::OriginMismatch => "origin_mismatch",
+            Reason::Unsynchronized => "unsynchronized",
         }
     }
 
