@@ -48,6 +48,29 @@ fn bad_flags_stop_start_up_naming_the_flag() {
 }
 
 #[test]
+fn a_negative_duration_is_refused_naming_the_flag() {
+    // Refused while parsing: nothing starts, nothing is sent.
+    let cases: [&[&str]; 4] = [
+        &["--imds.interval", "-5s"],
+        &["check", "--imds.timeout", "-1s"],
+        &["demo", "--lifetime=-1h"],
+        &["simulate", "--rotate-every", "-2m"],
+    ];
+    for args in cases {
+        let flag = args.iter().find(|a| a.starts_with("--")).unwrap();
+        let flag = flag.split('=').next().unwrap();
+        let (code, stderr) = run(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "'{flag} <DURATION>': durations cannot be negative"
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn demo_rejects_bad_values_naming_the_flag() {
     for (args, flag) in [
         (["--imds.interval", "0s"], "--imds.interval"),

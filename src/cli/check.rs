@@ -24,7 +24,7 @@ pub struct CheckArgs {
 
     /// Deadline of each IMDS request. Longer than the SDKs' 1 s on purpose: a slow answer is
     /// measured and compared with the SDK timeout instead of merely timing out.
-    #[arg(long = "imds.timeout", env = "IMDS_EXPORTER_CHECK_IMDS_TIMEOUT", default_value = help::seconds(CheckConfig::DEFAULT_IMDS_TIMEOUT), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "imds.timeout", env = "IMDS_EXPORTER_CHECK_IMDS_TIMEOUT", default_value = help::seconds(CheckConfig::DEFAULT_IMDS_TIMEOUT), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub imds_timeout: Duration,
 
     /// NTP server to query, host:port (repeatable) [default: 169.254.169.123:123, the Amazon Time Sync Service].
@@ -37,7 +37,7 @@ pub struct CheckArgs {
     pub ntp_servers: Vec<String>,
 
     /// Deadline of each NTP query.
-    #[arg(long = "ntp.timeout", env = "IMDS_EXPORTER_CHECK_NTP_TIMEOUT", default_value = help::seconds(NtpConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "ntp.timeout", env = "IMDS_EXPORTER_CHECK_NTP_TIMEOUT", default_value = help::seconds(NtpConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub ntp_timeout: Duration,
 
     /// Allow public NTP pools and services as --ntp.server.

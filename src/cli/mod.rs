@@ -254,6 +254,43 @@ mod tests {
         }
     }
 
+    /// Every duration flag of every subcommand takes a value starting with `-`, so that a
+    /// negative duration is refused by the duration parser, naming the flag, rather than read
+    /// as an unknown flag (`unexpected argument '-5' found`).
+    #[test]
+    fn negative_durations_are_refused_naming_the_flag() {
+        let root = Cli::command();
+        let mut commands = vec![(None, root.clone())];
+        commands.extend(
+            root.get_subcommands()
+                .map(|c| (Some(c.get_name().to_string()), c.clone())),
+        );
+        let mut checked = 0;
+        for (name, command) in &commands {
+            for arg in command.get_arguments() {
+                let durations = arg.get_value_names().unwrap_or_default();
+                if durations.iter().all(|v| v.as_str() != "DURATION") {
+                    continue;
+                }
+                let flag = format!("--{}", arg.get_long().unwrap());
+                assert!(arg.is_allow_hyphen_values_set(), "{name:?} {flag}");
+                let args: Vec<&str> = name
+                    .iter()
+                    .map(String::as_str)
+                    .chain([flag.as_str(), "-5s"])
+                    .collect();
+                let err = parse(&args).expect_err(&flag);
+                assert!(
+                    err.contains(&format!("'{flag} <DURATION>'"))
+                        && err.contains("durations cannot be negative"),
+                    "{args:?}: {err}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 14, "every duration flag");
+    }
+
     #[test]
     fn sub_second_intervals_are_allowed() {
         let cli = parse(&["--imds.interval", "100ms"]).unwrap();
