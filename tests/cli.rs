@@ -4,9 +4,14 @@
 use std::process::Command;
 
 fn run(args: &[&str]) -> (i32, String) {
+    run_with_env(&[], args)
+}
+
+fn run_with_env(env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_imds_exporter"))
         .args(args)
         .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        .envs(env.iter().copied())
         .output()
         .expect("the binary runs");
     (
@@ -52,7 +57,13 @@ fn a_negative_duration_is_refused_naming_the_flag() {
     // Refused while parsing: nothing starts, nothing is sent.
     let cases: [&[&str]; 4] = [
         &["--imds.interval", "-5s"],
-        &["check", "--imds.timeout", "-1s"],
+        &[
+            "check",
+            "--imds.timeout",
+            "-1s",
+            "--imds.endpoint",
+            "http://127.0.0.1:9",
+        ],
         &["demo", "--lifetime=-1h"],
         &["simulate", "--rotate-every", "-2m"],
     ];
@@ -68,6 +79,154 @@ fn a_negative_duration_is_refused_naming_the_flag() {
             "{args:?}: {stderr}"
         );
     }
+}
+
+/// A bad value set by an environment twin is reported under the variable's name (with a tip
+/// naming its flag), whether it does not parse or parses but makes no sense. Each is refused
+/// before anything starts.
+#[test]
+fn a_bad_environment_twin_is_named_in_the_error() {
+    let loopback = ["--imds.endpoint", "http://127.0.0.1:9"];
+    let cases: &[(&str, &str, &[&str], &str)] = &[
+        // (variable, value, subcommand, what the error must say besides the variable)
+        (
+            "IMDS_EXPORTER_IMDS_INTERVAL",
+            "abc",
+            &[],
+            "'--imds.interval <DURATION>'",
+        ),
+        (
+            "IMDS_EXPORTER_IMDS_INTERVAL",
+            "-5s",
+            &[],
+            "durations cannot be negative",
+        ),
+        (
+            "IMDS_EXPORTER_WEB_LISTEN_ADDRESS",
+            "nowhere",
+            &[],
+            "'--web.listen-address <ADDRESS>'",
+        ),
+        (
+            "IMDS_EXPORTER_COLLECTOR_NTP",
+            "maybe",
+            &[],
+            "'--collector.ntp [<BOOL>]'",
+        ),
+        (
+            "IMDS_EXPORTER_LOG_FORMAT",
+            "xml",
+            &[],
+            "'--log.format <FORMAT>'",
+        ),
+        (
+            "IMDS_EXPORTER_CHECK_OUTPUT",
+            "xml",
+            &["check"],
+            "'--output <FORMAT>'",
+        ),
+        (
+            "IMDS_EXPORTER_CHECK_STRICT",
+            "maybe",
+            &["check"],
+            "'--strict'",
+        ),
+    ];
+    for (variable, value, subcommand, flag) in cases {
+        let args: Vec<&str> = subcommand.iter().chain(&loopback).copied().collect();
+        let (code, stderr) = run_with_env(&[(variable, value)], &args);
+        assert_eq!(code, 2, "{variable}={value}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: invalid value '{value}' for '{variable}'"))
+                && stderr.contains(&format!("tip: {variable} sets ")),
+            "{variable}={value}: {stderr}"
+        );
+        assert!(stderr.contains(flag), "{variable}={value}: {stderr}");
+    }
+    // Parses, but makes no sense: the configuration's error, and where the value came from.
+    for (variable, value, args, message) in [
+        (
+            "IMDS_EXPORTER_IMDS_INTERVAL",
+            "0s",
+            &loopback[..],
+            "--imds.interval must be greater than 0",
+        ),
+        (
+            "IMDS_EXPORTER_CHECK_IMDS_TIMEOUT",
+            "0s",
+            &["check", "--imds.endpoint", "http://127.0.0.1:9"][..],
+            "--imds.timeout must be greater than 0",
+        ),
+        (
+            "IMDS_EXPORTER_DEMO_LIFETIME",
+            "1m",
+            &["demo", "--web.listen-address", "127.0.0.1:0"][..],
+            "--lifetime (1m) must be longer",
+        ),
+    ] {
+        let (code, stderr) = run_with_env(&[(variable, value)], args);
+        assert_eq!(code, 2, "{variable}={value}: {stderr}");
+        assert!(
+            stderr.contains(message)
+                && stderr.contains(&format!(
+                    "(the value comes from {variable}, its environment twin)"
+                )),
+            "{variable}={value}: {stderr}"
+        );
+    }
+}
+
+/// A value on the command line is the user's: its error names the flag only, even when the
+/// flag's twin is set too (the flag wins); and a subcommand reads only its own twins, so an
+/// exporter variable (a DaemonSet's) does not stop `check` or `demo`.
+#[test]
+fn a_bad_flag_is_named_as_a_flag_and_subcommands_ignore_the_exporters_twins() {
+    let (code, stderr) = run_with_env(
+        &[("IMDS_EXPORTER_IMDS_INTERVAL", "abc")],
+        &["--imds.interval", "xyz"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("invalid value 'xyz' for '--imds.interval <DURATION>'")
+            && !stderr.contains("IMDS_EXPORTER_IMDS_INTERVAL"),
+        "{stderr}"
+    );
+    let exporters = [
+        ("IMDS_EXPORTER_IMDS_TIMEOUT", "abc"),
+        ("IMDS_EXPORTER_IMDS_INTERVAL", "0s"),
+    ];
+    let (code, stderr) = run_with_env(
+        &exporters,
+        &[
+            "check",
+            "--imds.endpoint",
+            "http://127.0.0.1:9",
+            "--imds.timeout",
+            "0s",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: --imds.timeout must be greater than 0")
+            && !stderr.contains("IMDS_EXPORTER_"),
+        "{stderr}"
+    );
+    let (code, stderr) = run_with_env(
+        &exporters,
+        &[
+            "demo",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--rotate-every",
+            "0s",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: --rotate-every must be greater than 0")
+            && !stderr.contains("IMDS_EXPORTER_"),
+        "{stderr}"
+    );
 }
 
 #[test]
