@@ -421,3 +421,59 @@ fn sigint_shuts_the_exporter_down_gracefully() {
     };
     assert!(status.success(), "exit status after SIGINT: {status:?}");
 }
+
+/// The `[default: ...]` of `--imds.endpoint` in `args`' help, brackets inside it kept.
+fn endpoint_default(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_imds_exporter"))
+        .args(args)
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let after = help.split("--imds.endpoint <URL>").nth(1).unwrap();
+    let after = &after[after.find("[default: ").unwrap() + "[default: ".len()..];
+    let mut depth = 0;
+    let end = after
+        .char_indices()
+        .find_map(|(i, c)| match c {
+            '[' => {
+                depth += 1;
+                None
+            }
+            ']' if depth == 0 => Some(i),
+            ']' => {
+                depth -= 1;
+                None
+            }
+            _ => None,
+        })
+        .unwrap();
+    after[..end].to_string()
+}
+
+/// One wording of `--imds.endpoint`'s default everywhere: the exporter's `--help` is the
+/// README's flag table; `check --help` is docs/check.md's, and says the shared part (the SDKs'
+/// variable first, EC2's address last) in the same words.
+#[test]
+fn the_imds_endpoint_default_reads_the_same_everywhere() {
+    let plain = |s: &str| s.replace('`', "");
+    let exporter = endpoint_default(&["--help"]);
+    let readme = include_str!("../README.md");
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `--imds.endpoint` |"))
+        .unwrap();
+    assert_eq!(plain(row.split(" | ").nth(1).unwrap()), exporter);
+
+    let check = endpoint_default(&["check", "--help"]);
+    let (first, last) = exporter.split_once(", else ").unwrap();
+    assert!(
+        check.starts_with(&format!("{first}, else ")) && check.ends_with(&format!(", else {last}")),
+        "{check}"
+    );
+    let docs = include_str!("../docs/check.md");
+    let row = docs
+        .lines()
+        .find(|l| l.starts_with("| `--imds.endpoint URL` |"))
+        .unwrap();
+    assert!(plain(row).contains(&format!("| {check}; see ")), "{row}");
+}

@@ -13,8 +13,11 @@ use crate::probe::ntp::NtpConfig;
 /// `imds_exporter check`: the probes once, with the flags the exporter uses to find IMDS and NTP.
 #[derive(Debug, Args, Clone)]
 pub struct CheckArgs {
-    /// IMDS base URL [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else the endpoint
-    /// $AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE selects, else http://169.254.169.254].
+    /// IMDS base URL (http:// only) [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else the active
+    /// profile's ec2_metadata_service_endpoint, else the endpoint $AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE
+    /// (else the active profile's ec2_metadata_service_endpoint_mode) selects (http://[fd00:ec2::254]
+    /// for IPv6), else http://169.254.169.254]: what an SDK here uses. The exporter honours only
+    /// the variable.
     #[arg(
         long = "imds.endpoint",
         env = "IMDS_EXPORTER_IMDS_ENDPOINT",

@@ -93,7 +93,7 @@ fn parse_telemetry_path(s: &str) -> Result<String, String> {
 
 #[derive(Debug, Args, Clone)]
 pub struct ImdsArgs {
-    /// IMDS base URL [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254].
+    /// IMDS base URL (http:// only) [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254].
     #[arg(
         long = "imds.endpoint",
         env = "IMDS_EXPORTER_IMDS_ENDPOINT",
