@@ -13,8 +13,11 @@ use crate::probe::ntp::NtpConfig;
 /// `imds_exporter check`: the probes once, with the flags the exporter uses to find IMDS and NTP.
 #[derive(Debug, Args, Clone)]
 pub struct CheckArgs {
-    /// IMDS base URL [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else the endpoint
-    /// $AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE selects, else http://169.254.169.254].
+    /// IMDS base URL (http:// only) [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else the active
+    /// profile's ec2_metadata_service_endpoint, else the endpoint $AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE
+    /// (else the active profile's ec2_metadata_service_endpoint_mode) selects (http://[fd00:ec2::254]
+    /// for IPv6), else http://169.254.169.254]: what an SDK here uses. The exporter honours only
+    /// the variable.
     #[arg(
         long = "imds.endpoint",
         env = "IMDS_EXPORTER_IMDS_ENDPOINT",
@@ -24,7 +27,7 @@ pub struct CheckArgs {
 
     /// Deadline of each IMDS request. Longer than the SDKs' 1 s on purpose: a slow answer is
     /// measured and compared with the SDK timeout instead of merely timing out.
-    #[arg(long = "imds.timeout", env = "IMDS_EXPORTER_CHECK_IMDS_TIMEOUT", default_value = help::seconds(CheckConfig::DEFAULT_IMDS_TIMEOUT), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "imds.timeout", env = "IMDS_EXPORTER_CHECK_IMDS_TIMEOUT", default_value = help::seconds(CheckConfig::DEFAULT_IMDS_TIMEOUT), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub imds_timeout: Duration,
 
     /// NTP server to query, host:port (repeatable) [default: 169.254.169.123:123, the Amazon Time Sync Service].
@@ -37,7 +40,7 @@ pub struct CheckArgs {
     pub ntp_servers: Vec<String>,
 
     /// Deadline of each NTP query.
-    #[arg(long = "ntp.timeout", env = "IMDS_EXPORTER_CHECK_NTP_TIMEOUT", default_value = help::seconds(NtpConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "ntp.timeout", env = "IMDS_EXPORTER_CHECK_NTP_TIMEOUT", default_value = help::seconds(NtpConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub ntp_timeout: Duration,
 
     /// Allow public NTP pools and services as --ntp.server.

@@ -96,7 +96,7 @@ fn parse_telemetry_path(s: &str) -> Result<String, String> {
 
 #[derive(Debug, Args, Clone)]
 pub struct ImdsArgs {
-    /// IMDS base URL [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254].
+    /// IMDS base URL (http:// only) [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254].
     #[arg(
         long = "imds.endpoint",
         env = "IMDS_EXPORTER_IMDS_ENDPOINT",
@@ -110,7 +110,7 @@ pub struct ImdsArgs {
         env = "IMDS_EXPORTER_IMDS_INTERVAL",
         default_value = help::seconds(ImdsConfig::DEFAULT_INTERVAL),
         value_name = "DURATION",
-        value_parser = parse_duration
+        value_parser = parse_duration, allow_hyphen_values = true
     )]
     pub interval: Duration,
 
@@ -120,7 +120,7 @@ pub struct ImdsArgs {
         env = "IMDS_EXPORTER_IMDS_TIMEOUT",
         default_value = help::seconds(ImdsConfig::DEFAULT_TIMEOUT),
         value_name = "DURATION",
-        value_parser = parse_duration
+        value_parser = parse_duration, allow_hyphen_values = true
     )]
     pub timeout: Duration,
 
@@ -130,7 +130,7 @@ pub struct ImdsArgs {
         env = "IMDS_EXPORTER_IMDS_TOKEN_TTL",
         default_value = help::seconds(ImdsConfig::MAX_TOKEN_TTL),
         value_name = "DURATION",
-        value_parser = parse_duration
+        value_parser = parse_duration, allow_hyphen_values = true
     )]
     pub token_ttl: Duration,
 
@@ -169,11 +169,11 @@ pub struct NtpArgs {
     pub servers: Vec<String>,
 
     /// Time between NTP queries (a little jitter is added).
-    #[arg(id = "ntp.interval", long = "ntp.interval", env = "IMDS_EXPORTER_NTP_INTERVAL", default_value = help::seconds(NtpConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(id = "ntp.interval", long = "ntp.interval", env = "IMDS_EXPORTER_NTP_INTERVAL", default_value = help::seconds(NtpConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub interval: Duration,
 
     /// Deadline of each NTP query.
-    #[arg(id = "ntp.timeout", long = "ntp.timeout", env = "IMDS_EXPORTER_NTP_TIMEOUT", default_value = help::seconds(NtpConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(id = "ntp.timeout", long = "ntp.timeout", env = "IMDS_EXPORTER_NTP_TIMEOUT", default_value = help::seconds(NtpConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Duration,
 
     /// Allow public NTP pools and services as --ntp.server (a fleet of DaemonSets must not hammer them).
@@ -192,7 +192,7 @@ pub struct CollectorArgs {
     pub no_ntp: bool,
 
     /// Time between reads of the kernel clock and the ethtool counters (a little jitter is added).
-    #[arg(id = "collector.interval", long = "collector.interval", env = "IMDS_EXPORTER_COLLECTOR_INTERVAL", default_value = help::seconds(NodeViewsConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(id = "collector.interval", long = "collector.interval", env = "IMDS_EXPORTER_COLLECTOR_INTERVAL", default_value = help::seconds(NodeViewsConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub interval: Duration,
 
     /// Read the kernel's clock status with adjtimex(2) (imds_clock_*).
