@@ -152,7 +152,7 @@ pub struct ImdsArgs {
         env = "IMDS_EXPORTER_IMDS_OUTAGE_CHECK_INTERVAL",
         default_value = help::seconds(ImdsConfig::DEFAULT_OUTAGE_CHECK_INTERVAL),
         value_name = "DURATION",
-        value_parser = parse_duration
+        value_parser = parse_duration, allow_hyphen_values = true
     )]
     pub outage_check_interval: Duration,
 }
