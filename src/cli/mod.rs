@@ -300,7 +300,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 14, "every duration flag");
+        assert_eq!(checked, 15, "every duration flag");
     }
 
     #[test]
