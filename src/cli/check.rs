@@ -7,7 +7,9 @@ use clap::{Args, ValueEnum};
 
 use super::help;
 use crate::check::{CheckConfig, OutputConfig, OutputFormat};
-use crate::config::parse_duration;
+use crate::config::{ConfigError, parse_duration};
+use crate::labels::Sdk;
+use crate::probe::imds::ImdsConfig;
 use crate::probe::ntp::NtpConfig;
 
 /// `imds_exporter check`: the probes once, with the flags the exporter uses to find IMDS and NTP.
@@ -47,6 +49,17 @@ pub struct CheckArgs {
     #[arg(long = "ntp.allow-public", env = "IMDS_EXPORTER_NTP_ALLOW_PUBLIC")]
     pub ntp_allow_public: bool,
 
+    /// SDK families whose clients run here (repeatable): each gets a verdict; the others are
+    /// skipped.
+    #[arg(
+        long = "imds.sdk",
+        env = "IMDS_EXPORTER_IMDS_SDK",
+        value_delimiter = ',',
+        default_value = help::list(&Sdk::ALL.map(Sdk::as_str)),
+        value_name = "FAMILY"
+    )]
+    pub sdks: Vec<String>,
+
     /// Report format: aligned text for people, or JSON (schema in docs/check.md).
     #[arg(
         long,
@@ -75,16 +88,17 @@ pub enum Output {
 
 impl CheckArgs {
     /// The check's configuration: the flags, this process's environment and `$HOME`.
-    pub fn config(&self) -> CheckConfig {
-        CheckConfig {
+    pub fn config(&self) -> Result<CheckConfig, ConfigError> {
+        Ok(CheckConfig {
             imds_endpoint: self.imds_endpoint.clone(),
             imds_timeout: self.imds_timeout,
             ntp_servers: self.ntp_servers.clone(),
             ntp_timeout: self.ntp_timeout,
             ntp_allow_public: self.ntp_allow_public,
+            sdks: ImdsConfig::parse_sdks(&self.sdks)?,
             ..CheckConfig::default()
         }
-        .with_process_env()
+        .with_process_env())
     }
 
     pub fn output(&self) -> OutputConfig {

@@ -84,7 +84,7 @@ pub async fn main_with_args() -> Result<std::process::ExitCode, String> {
             crate::demo::run(config).await.map(success)
         }
         Some(Command::Check(args)) => {
-            let config = args.config();
+            let config = args.config().map_err(explain)?;
             config.validate().map_err(explain)?;
             crate::check::run_and_print(config, args.output()).await
         }
@@ -115,6 +115,7 @@ mod tests {
             "IMDS_EXPORTER_IMDS_ENDPOINT",
             "IMDS_EXPORTER_NTP_SERVER",
             "IMDS_EXPORTER_NTP_ALLOW_PUBLIC",
+            "IMDS_EXPORTER_IMDS_SDK",
             "IMDS_EXPORTER_LOG_LEVEL",
             "IMDS_EXPORTER_LOG_FORMAT",
         ];
