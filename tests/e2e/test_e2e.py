@@ -225,12 +225,14 @@ def static_checks(results, boards, empty):
             for target in p.get("targets", []):
                 if target.get("datasource") != ds:
                     problems.append(f"{where}: target datasource {target.get('datasource')}")
-        for kind, title, ref, expr, _ in queries_of(board):
-            # Every range selector (rate, increase, changes, ...) uses Grafana's $__rate_interval.
+        for kind, title, ref, expr, ranged in queries_of(board):
+            # Every range selector (rate, increase, changes, ...) uses Grafana's $__rate_interval; an
+            # instant query (stat, table) may count over the whole time range with $__range.
             for window in re.findall(r"\[([^\]]+)\]", expr):
-                if window != "$__rate_interval":
-                    problems.append(f"{title} {ref}: range [{window}] instead of $__rate_interval")
-            if re.search(r"\b(rate|increase|changes|irate)\s*\(", expr) and "$__rate_interval" not in expr:
+                allowed = {"$__rate_interval"} if ranged or kind != "panel" else {"$__rate_interval", "$__range"}
+                if window not in allowed:
+                    problems.append(f"{title} {ref}: range [{window}] instead of {' or '.join(sorted(allowed))}")
+            if re.search(r"\b(rate|increase|changes|irate)\s*\(", expr) and not re.search(r"\$__(rate_interval|range)\b", expr):
                 problems.append(f"{title} {ref}: rate/increase without $__rate_interval")
         text = json.dumps(board)
         for uid_found in re.findall(r'"uid":\s*"([^"]*)"', text):
