@@ -23,6 +23,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import shlex
@@ -806,6 +807,66 @@ def section_series(ctx) -> dict:
 # Report
 
 
+TCPDUMP = "/usr/bin/tcpdump"
+
+
+def count_packets(port: int, seconds: float) -> int:
+    """Packets on loopback to or from TCP `port` during `seconds` (tcpdump's own count)."""
+    proc = subprocess.Popen([TCPDUMP, "-i", "lo", "-nn", "-p", "-q", "-w", "/dev/null", f"tcp port {port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    m = re.search(r"(\d+) packets captured", err.decode())
+    if not m:
+        raise RuntimeError(f"tcpdump printed no count: {err.decode()[-300:]}")
+    return int(m.group(1))
+
+
+def section_outages(ctx) -> dict:
+    """Short IMDS outages at random phases against an exporter at its defaults (30 s runs, the
+    outage watch every 1.5 s), and the link-local packets its own traffic costs."""
+    sim = ctx.sim
+    port = int(sim.endpoint.rsplit(":", 1)[1])
+    ours = Ours(ctx.binary, sim, ctx.workdir, name="outages")
+    ours.wait_ready()
+    # The exporter's own traffic, healthy, with nothing else on the simulator's port.
+    time.sleep(2)
+    baseline_s = ctx.outage_baseline
+    Context.say(f"outages: counting the exporter's packets for {baseline_s:.0f} s")
+    packets = count_packets(port, baseline_s)
+
+    def outages() -> float:
+        return metric(parse_exposition(ours.scrape()), "imds_credentials_outages_total") or 0
+
+    rng = random.Random(ctx.outage_seed)
+    plan = [2.0] * ctx.outages + [5.0] * ctx.outages
+    rng.shuffle(plan)
+    seen = {2.0: 0, 5.0: 0}
+    lengths = {2.0: [], 5.0: []}
+    for i, d in enumerate(plan):
+        # A random phase against the 30 s runs and the 1.5 s checks.
+        time.sleep(rng.uniform(3.0, 12.0))
+        before = outages()
+        sim.scenario("outage")
+        time.sleep(d)
+        sim.scenario("healthy")
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            if outages() > before:
+                seen[d] += 1
+                text = parse_exposition(ours.scrape())
+                lengths[d].append(metric(text, "imds_credentials_last_outage_duration_seconds"))
+                break
+            time.sleep(0.1)
+        Context.say(f"outages: {i + 1}/{len(plan)}: {d:.0f} s, seen so far {seen[2.0]} + {seen[5.0]}")
+    extra = outages() - (seen[2.0] + seen[5.0])
+    stop(ours.proc)
+    return {"played": {"2": ctx.outages, "5": ctx.outages}, "seen": {"2": seen[2.0], "5": seen[5.0]},
+            "lengths": {"2": lengths[2.0], "5": lengths[5.0]}, "extra_counted": extra,
+            "baseline_seconds": baseline_s, "packets": packets, "seed": ctx.outage_seed}
+
+
 def fmt(v, digits=1, unit=""):
     if v is None:
         return "n/a"
@@ -1078,6 +1139,27 @@ def render(results: dict) -> str:
                    + f". For scale: blackbox_exporter's own `/metrics` has {se['blackbox_own']} series, "
                    f"node_exporter's full default `/metrics` {se['node_all']}.\n")
 
+    if ou := results.get("outages"):
+        out.append("### 8. Short outages seen, and the exporter's link-local traffic (defaults: 30 s runs, "
+                   "outage checks every 1.5 s)\n")
+        out.extend(partial_note(results, "outages"))
+        out.append("| measurement | value | target | met? |\n|---|---|---|---|")
+        for d in ("2", "5"):
+            n, k = ou["played"][d], ou["seen"][d]
+            ls = [x for x in ou["lengths"][d] if x is not None]
+            out.append(f"| {d} s outages seen (counted once, within 6 s of their end) | {k} of {n} "
+                       f"({100 * k / n:.0f} %); measured length median {fmt(median(ls), 1)} s, "
+                       f"{fmt(min(ls), 1)}-{fmt(max(ls), 1)} s | >= 95 % | {met(k >= 0.95 * n)} |")
+        pps = ou["packets"] / ou["baseline_seconds"]
+        out.append(f"| the exporter's packets to and from IMDS, healthy ({ou['baseline_seconds']:.0f} s, "
+                   f"tcpdump on loopback) | {ou['packets']:,} = {pps:.1f} packets/s ({100 * pps / 1024:.2f} % "
+                   f"of the 1,024 packets/s link-local allowance) | <= 10 packets/s (1 %) | {met(pps <= 10)} |")
+        out.append("")
+        out.append(f"Outages played as the simulator's `outage` scenario (requests held, never answered) for "
+                   f"2 s or 5 s, in shuffled order, each after a healthy gap drawn from 3-12 s (seed "
+                   f"{ou['seed']}), so that they fall at random phases of the 30 s runs and the 1.5 s "
+                   f"checks. Windows counted but not played: {ou['extra_counted']:.0f}.\n")
+
     if bs := results.get("binary"):
         out.append("### Binary size\n")
         out.append("| binary | bytes | MiB | target | met? |\n|---|---|---|---|---|")
@@ -1154,6 +1236,9 @@ class Context:
         self.wrk_seconds = args.wrk_seconds
         self.latency_seconds = args.latency_seconds
         self.latency_probes = args.latency_probes
+        self.outages = args.outages
+        self.outage_baseline = args.outage_baseline
+        self.outage_seed = args.outage_seed
         self.workdir = workdir
         self.sim = sim
 
@@ -1169,12 +1254,13 @@ SECTIONS = {
     "ntp": section_ntp,
     "startup": section_startup,
     "series": section_series,
+    "outages": section_outages,
 }
 
 
 # The heading (its first word after `###`) of each section in the rendered tables.
 HEADINGS = {"footprint": "1-2.", "scrape": "3.", "latency": "4.", "ntp": "5.", "startup": "6.",
-            "series": "7."}
+            "series": "7.", "outages": "8."}
 
 
 def split_sections(body: str) -> tuple[str, list[tuple[str, str]]]:
@@ -1213,6 +1299,10 @@ def main() -> int:
     ap.add_argument("--wrk-seconds", type=int, default=10)
     ap.add_argument("--latency-seconds", type=float, default=4.0)
     ap.add_argument("--latency-probes", type=int, default=60)
+    ap.add_argument("--outages", type=int, default=20, help="outages of each length (2 s, 5 s)")
+    ap.add_argument("--outage-baseline", type=float, default=180.0,
+                    help="seconds of healthy traffic counted for the packet rate")
+    ap.add_argument("--outage-seed", type=int, default=14)
     ap.add_argument("--only", default=",".join(SECTIONS),
                     help="comma-separated sections; a subset replaces only their tables in "
                          "BENCHMARKS.md and writes bench/results/latest-<sections>.{json,md}")
@@ -1232,7 +1322,7 @@ def main() -> int:
             argv = argv[2:]
         args.command = " ".join(["bench/run", *(shlex.quote(a) for a in argv)])
 
-    for tool in (BLACKBOX, NODE_EXPORTER, CHRONYD, args.binary):
+    for tool in (BLACKBOX, NODE_EXPORTER, CHRONYD, TCPDUMP, args.binary):
         if not Path(tool).exists():
             print(f"bench: {tool} is missing (bench/run installs and builds everything)", file=sys.stderr)
             return 2

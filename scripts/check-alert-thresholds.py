@@ -60,6 +60,7 @@ THRESHOLDS = [
      "kernel_clock_max_error_seconds", "imds_clock_max_error_seconds >= {N}"),
     # alerts/imds_exporter_pod_network.rules.yml: its own [10m] ratio, the same cut.
     ("ImdsPodNetworkTokenTimeout", "warning", "hop_limit_token_timeout_ratio", ") > {N} and on (instance)"),
+    ("ImdsCredentialsDelayed", "warning", "sdk_wait_warning_seconds", "imds_sdk_credentials_wait_seconds > {N}"),
 ]
 
 # Numbers a comparison may use without a key: 0 and 1 are states and "any", not thresholds.

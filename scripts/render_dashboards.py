@@ -14,7 +14,8 @@ binary built, every process killed on exit). What it does:
        node-f  credentials re-dated to expire in 10 min from 120 s on
   3. runs every panel's queries over the whole run (/api/v1/query_range; stat and table panels at
      the end, as Grafana shows them), and every annotation query as a range query (the node
-     dashboard's rotations, every 20 s here, and firing alerts: dashed lines on its graphs), and
+     dashboard's rotations, every 60 s here, and firing alerts: faint dashed lines on its graphs,
+     with a marker on their bottom edge), and
      writes docs/img/imds-fleet.png and docs/img/imds-node.png.
 
 --from-running URL skips 1-2 and renders against an existing Prometheus (job="imds").
@@ -177,12 +178,15 @@ def annotation_events(board, prom, instance, start, end):
 
 
 def draw_annotations(ax, events):
-    """Grafana's annotation marks: a dashed vertical line where each event starts, and one faint band
-    over the time covered by the annotation's regions (overlapping regions merged, not stacked)."""
+    """Grafana's annotation marks, kept out of the data's way: a small marker on the bottom edge and a
+    thin, faint dashed line where each event starts, under the data, and one faint band over the time
+    covered by the annotation's regions (overlapping regions merged, not stacked)."""
     for _, color, runs in events:
         covered = []
         for t0, t1 in runs:
-            ax.axvline(tnum(t0), color=color, linewidth=1.0, linestyle=(0, (4, 3)), alpha=0.85, zorder=1.5)
+            ax.axvline(tnum(t0), color=color, linewidth=0.6, linestyle=(0, (3, 4)), alpha=0.35, zorder=1.5)
+            ax.plot([tnum(t0)], [0], transform=ax.get_xaxis_transform(), marker="^", markersize=4,
+                    color=color, clip_on=False, zorder=3, scalex=False, scaley=False)  # the data's limits
             if t1 - t0 <= 6 * STEP:  # a mark, not a region
                 continue
             if covered and t0 <= covered[-1][1]:
@@ -595,7 +599,7 @@ def main():
         draw(Prometheus(args.from_running), end - 60 * (args.minutes or 3), end)
         return 0
     nodes = ["node-a", "node-b", "node-c", "node-d", "node-e", "node-f"]
-    stack = Stack(args.binary, nodes, rotate_every="20s", lifetime="1h", rule_for="5s",
+    stack = Stack(args.binary, nodes, rotate_every="60s", lifetime="1h", rule_for="5s",
                   log=lambda m: print(m, flush=True))
     try:
         stack.start()

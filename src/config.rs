@@ -69,7 +69,12 @@ fn at_most(setting: &'static str, value: Duration, max: Duration) -> Result<(), 
 }
 
 /// Parses `30s`, `100ms`, `1h30m` (humantime's syntax, as the Go exporters' durations read).
+/// A leading `-` is refused by name: the flags take values that start with a hyphen, so that
+/// `--imds.interval -5s` reaches this parser instead of reading as an unknown flag `-5`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim().starts_with('-') {
+        return Err("durations cannot be negative".into());
+    }
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{e} (expected a duration such as 100ms, 30s, 5m or 1h)"))
 }
@@ -215,6 +220,10 @@ mod tests {
         );
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("soon").unwrap_err().contains("30s"));
+        assert_eq!(
+            parse_duration(" -5s").unwrap_err(),
+            "durations cannot be negative"
+        );
         assert_eq!(human(Duration::from_secs(21600)), "6h");
     }
 }

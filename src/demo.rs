@@ -34,8 +34,11 @@ pub struct DemoConfig {
 impl DemoConfig {
     pub const DEFAULT_LISTEN_ADDRESS: &str = "127.0.0.1:19254";
     pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+    /// A rotation every two minutes, so that one shows within the demo.
     pub const DEFAULT_ROTATE_EVERY: Duration = Duration::from_secs(120);
-    pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(30 * 60);
+    /// EC2's (and `simulate`'s) six hours, so that `healthy` looks like a healthy node: with
+    /// under an hour left, `check` would warn that rotation may have stopped.
+    pub const DEFAULT_LIFETIME: Duration = SimConfig::DEFAULT_LIFETIME;
 
     /// The simulator's half: everything on loopback, the NTP answerer on a free port.
     pub fn sim(&self) -> SimConfig {
@@ -70,6 +73,17 @@ impl Default for DemoConfig {
     }
 }
 
+/// The lines of the demo's first `grep`: whether each probe succeeds, and only the failure
+/// counters that have moved (every series exists from start-up, most of them at 0).
+const WHAT_MOVED: &str = "^imds_(probe_success|request_failures_total.* [1-9])";
+
+/// This binary as the user can run it again (`check`), or its name when that is unknown.
+fn this_binary() -> String {
+    std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "imds_exporter".into())
+}
+
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
@@ -100,7 +114,10 @@ pub async fn run(config: DemoConfig) -> Result<(), String> {
     .await?;
     let metrics = format!("http://{}/metrics", exporter.addr);
     let sim_url = sim.endpoint();
-    println!("imds_exporter demo: the exporter probes an embedded IMDS simulator on loopback.");
+    let every = crate::config::human(config.interval);
+    println!(
+        "imds_exporter demo: the exporter probes an embedded IMDS simulator on loopback every {every}."
+    );
     println!();
     println!("  Metrics:     {metrics}");
     println!("  Simulator:   {sim_url}   (state: {sim_url}/_sim/state)");
@@ -110,8 +127,18 @@ pub async fn run(config: DemoConfig) -> Result<(), String> {
     println!();
     println!("Try a failure, then watch the metrics move:");
     println!("  curl -X POST {sim_url}/_sim/scenario/outage");
-    println!("  curl -s {metrics} | grep -E '^imds_(probe_success|request_failures_total)'");
+    println!("  curl -s {metrics} | grep -E '{WHAT_MOVED}'");
     println!("  curl -X POST {sim_url}/_sim/scenario/healthy");
+    if let Some(ntp) = sim.ntp_addr {
+        // IMDSv1 warns: `healthy` answers token-less requests, as an EC2 instance launched with
+        // the default metadata options does; `imdsv2-only` is the hardened node.
+        println!("Diagnose it as you would a node (IMDSv1 warns: `healthy` allows it, as EC2's");
+        println!("default does; the scenario `imdsv2-only` does not):");
+        println!(
+            "  {} check --imds.endpoint {sim_url} --ntp.server {ntp}",
+            this_binary()
+        );
+    }
     println!("Or skew the clock the NTP probe sees (seconds; positive = this node is behind):");
     println!("  curl -X POST {sim_url}/_sim/clock-offset/2.5");
     println!("  curl -s {metrics} | grep -E '^imds_(ntp|clock)_'");

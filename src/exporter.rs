@@ -71,6 +71,23 @@ impl ExporterConfig {
                 format!("{}s", self.imds.token_ttl.as_secs()),
             ),
             (
+                "imds.sdk",
+                self.imds
+                    .sdks
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            (
+                "imds.outage-check-interval",
+                if self.imds.outage_check_interval.is_zero() {
+                    "0s (the outage watch is off)".into()
+                } else {
+                    human(self.imds.outage_check_interval)
+                },
+            ),
+            (
                 "ntp.server",
                 ntp.map_or("(the ntp collector is off)".into(), |n| {
                     n.servers.join(", ")
@@ -124,7 +141,14 @@ pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
     config.validate().map_err(|e| e.to_string())?;
     let metrics = Arc::new(Metrics::new());
     metrics.register_live(Box::new(ProcessMetrics::new()));
-    let imds = ImdsProbe::new(config.imds.clone(), &metrics).map_err(|e| e.to_string())?;
+    let mut imds = ImdsProbe::new(config.imds.clone(), &metrics).map_err(|e| e.to_string())?;
+    let watch = match config.imds.outage_schedule() {
+        Some(schedule) => Some((
+            imds.outage_watch(&metrics).map_err(|e| e.to_string())?,
+            schedule,
+        )),
+        None => None,
+    };
     let views = Arc::new(NodeViews::from_config(&config.node).map_err(|e| e.to_string())?);
     metrics.register_live(Box::new(SharedCollector(views.clone())));
     let web = Arc::new(config.web.load_settings().map_err(|e| e.to_string())?);
@@ -143,6 +167,9 @@ pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
         scheduler.spawn("imds", imds, config.imds.schedule(), Some(ready.clone())),
         scheduler.spawn("node", NodeViewsProbe(views), config.node.schedule(), None),
     ];
+    if let Some((watch, schedule)) = watch {
+        tasks.push(scheduler.spawn("outage", watch, schedule, None));
+    }
     if let Some(ntp) = &config.ntp {
         let probe = NtpProbe::new(ntp.clone(), &metrics);
         tasks.push(scheduler.spawn("ntp", probe, ntp.schedule(), None));

@@ -98,6 +98,9 @@ pub enum Reason {
     KissOfDeath,
     /// NTP: the reply's origin timestamp is not the one we sent.
     OriginMismatch,
+    /// NTP: the server says it is not synchronised itself (leap indicator 3, or stratum 16):
+    /// RFC 5905 says not to use its time.
+    Unsynchronized,
 }
 
 impl Reason {
@@ -114,12 +117,13 @@ impl Reason {
         Reason::CodeNotSuccess,
     ];
 
-    pub const NTP: [Reason; 5] = [
+    pub const NTP: [Reason; 6] = [
         Reason::Timeout,
         Reason::Connect,
         Reason::InvalidResponse,
         Reason::KissOfDeath,
         Reason::OriginMismatch,
+        Reason::Unsynchronized,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -136,6 +140,7 @@ impl Reason {
             Reason::CodeNotSuccess => "code_not_success",
             Reason::KissOfDeath => "kiss_of_death",
             Reason::OriginMismatch => "origin_mismatch",
+            Reason::Unsynchronized => "unsynchronized",
         }
     }
 
@@ -149,6 +154,37 @@ impl Reason {
             500..=599 => Reason::ServerError,
             _ => Reason::HttpOther,
         }
+    }
+}
+
+/// An AWS SDK family whose clients the IMDS probe's verdicts speak for (`sdk` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sdk {
+    /// botocore, under boto3 and the AWS CLI.
+    Python,
+    /// The AWS SDK for JavaScript v3.
+    Javascript,
+    /// aws-config, the AWS SDK for Rust.
+    Rust,
+    /// aws-sdk-go-v2.
+    Go,
+}
+
+impl Sdk {
+    pub const ALL: [Sdk; 4] = [Sdk::Python, Sdk::Javascript, Sdk::Rust, Sdk::Go];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sdk::Python => "python",
+            Sdk::Javascript => "javascript",
+            Sdk::Rust => "rust",
+            Sdk::Go => "go",
+        }
+    }
+
+    /// The family named `s` (a label value).
+    pub fn parse(s: &str) -> Option<Sdk> {
+        Sdk::ALL.into_iter().find(|sdk| sdk.as_str() == s)
     }
 }
 

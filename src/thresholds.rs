@@ -30,8 +30,11 @@ pub const HOP_LIMIT_V1_ANSWERED_RATIO: f64 = 0.5;
 /// `slow_request_ratio`: share of requests slower than [`SLOW_REQUEST`] that pages.
 pub const SLOW_REQUEST_RATIO: f64 = 0.01;
 
+/// `sdk_wait_warning_seconds`: a new client waits longer than this for its credentials.
+pub const SDK_WAIT_WARNING_SECONDS: f64 = 1.0;
+
 /// Every constant by its key in `alerts/thresholds.yml`, in base units.
-pub const ALL: [(&str, f64); 10] = [
+pub const ALL: [(&str, f64); 11] = [
     (
         "credentials_expiry_warning_seconds",
         CREDENTIALS_EXPIRY_WARNING.as_secs() as f64,
@@ -57,4 +60,5 @@ pub const ALL: [(&str, f64); 10] = [
     ("hop_limit_v1_answered_ratio", HOP_LIMIT_V1_ANSWERED_RATIO),
     ("slow_request_seconds", SLOW_REQUEST.as_secs() as f64),
     ("slow_request_ratio", SLOW_REQUEST_RATIO),
+    ("sdk_wait_warning_seconds", SDK_WAIT_WARNING_SECONDS),
 ];

@@ -4,9 +4,14 @@
 use std::process::Command;
 
 fn run(args: &[&str]) -> (i32, String) {
+    run_with_env(&[], args)
+}
+
+fn run_with_env(env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_imds_exporter"))
         .args(args)
         .env_remove("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        .envs(env.iter().copied())
         .output()
         .expect("the binary runs");
     (
@@ -45,6 +50,183 @@ fn bad_flags_stop_start_up_naming_the_flag() {
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn a_negative_duration_is_refused_naming_the_flag() {
+    // Refused while parsing: nothing starts, nothing is sent.
+    let cases: [&[&str]; 4] = [
+        &["--imds.interval", "-5s"],
+        &[
+            "check",
+            "--imds.timeout",
+            "-1s",
+            "--imds.endpoint",
+            "http://127.0.0.1:9",
+        ],
+        &["demo", "--lifetime=-1h"],
+        &["simulate", "--rotate-every", "-2m"],
+    ];
+    for args in cases {
+        let flag = args.iter().find(|a| a.starts_with("--")).unwrap();
+        let flag = flag.split('=').next().unwrap();
+        let (code, stderr) = run(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "'{flag} <DURATION>': durations cannot be negative"
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// A bad value set by an environment twin is reported under the variable's name (with a tip
+/// naming its flag), whether it does not parse or parses but makes no sense. Each is refused
+/// before anything starts.
+#[test]
+fn a_bad_environment_twin_is_named_in_the_error() {
+    let loopback = ["--imds.endpoint", "http://127.0.0.1:9"];
+    let cases: &[(&str, &str, &[&str], &str)] = &[
+        // (variable, value, subcommand, what the error must say besides the variable)
+        (
+            "IMDS_EXPORTER_IMDS_INTERVAL",
+            "abc",
+            &[],
+            "'--imds.interval <DURATION>'",
+        ),
+        (
+            "IMDS_EXPORTER_IMDS_INTERVAL",
+            "-5s",
+            &[],
+            "durations cannot be negative",
+        ),
+        (
+            "IMDS_EXPORTER_WEB_LISTEN_ADDRESS",
+            "nowhere",
+            &[],
+            "'--web.listen-address <ADDRESS>'",
+        ),
+        (
+            "IMDS_EXPORTER_COLLECTOR_NTP",
+            "maybe",
+            &[],
+            "'--collector.ntp [<BOOL>]'",
+        ),
+        (
+            "IMDS_EXPORTER_LOG_FORMAT",
+            "xml",
+            &[],
+            "'--log.format <FORMAT>'",
+        ),
+        (
+            "IMDS_EXPORTER_CHECK_OUTPUT",
+            "xml",
+            &["check"],
+            "'--output <FORMAT>'",
+        ),
+        (
+            "IMDS_EXPORTER_CHECK_STRICT",
+            "maybe",
+            &["check"],
+            "'--strict'",
+        ),
+    ];
+    for (variable, value, subcommand, flag) in cases {
+        let args: Vec<&str> = subcommand.iter().chain(&loopback).copied().collect();
+        let (code, stderr) = run_with_env(&[(variable, value)], &args);
+        assert_eq!(code, 2, "{variable}={value}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: invalid value '{value}' for '{variable}'"))
+                && stderr.contains(&format!("tip: {variable} sets ")),
+            "{variable}={value}: {stderr}"
+        );
+        assert!(stderr.contains(flag), "{variable}={value}: {stderr}");
+    }
+    // Parses, but makes no sense: the configuration's error, and where the value came from.
+    for (variable, value, args, message) in [
+        (
+            "IMDS_EXPORTER_IMDS_INTERVAL",
+            "0s",
+            &loopback[..],
+            "--imds.interval must be greater than 0",
+        ),
+        (
+            "IMDS_EXPORTER_CHECK_IMDS_TIMEOUT",
+            "0s",
+            &["check", "--imds.endpoint", "http://127.0.0.1:9"][..],
+            "--imds.timeout must be greater than 0",
+        ),
+        (
+            "IMDS_EXPORTER_DEMO_LIFETIME",
+            "1m",
+            &["demo", "--web.listen-address", "127.0.0.1:0"][..],
+            "--lifetime (1m) must be longer",
+        ),
+    ] {
+        let (code, stderr) = run_with_env(&[(variable, value)], args);
+        assert_eq!(code, 2, "{variable}={value}: {stderr}");
+        assert!(
+            stderr.contains(message)
+                && stderr.contains(&format!(
+                    "(the value comes from {variable}, its environment twin)"
+                )),
+            "{variable}={value}: {stderr}"
+        );
+    }
+}
+
+/// A value on the command line is the user's: its error names the flag only, even when the
+/// flag's twin is set too (the flag wins); and a subcommand reads only its own twins, so an
+/// exporter variable (a DaemonSet's) does not stop `check` or `demo`.
+#[test]
+fn a_bad_flag_is_named_as_a_flag_and_subcommands_ignore_the_exporters_twins() {
+    let (code, stderr) = run_with_env(
+        &[("IMDS_EXPORTER_IMDS_INTERVAL", "abc")],
+        &["--imds.interval", "xyz"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("invalid value 'xyz' for '--imds.interval <DURATION>'")
+            && !stderr.contains("IMDS_EXPORTER_IMDS_INTERVAL"),
+        "{stderr}"
+    );
+    let exporters = [
+        ("IMDS_EXPORTER_IMDS_TIMEOUT", "abc"),
+        ("IMDS_EXPORTER_IMDS_INTERVAL", "0s"),
+    ];
+    let (code, stderr) = run_with_env(
+        &exporters,
+        &[
+            "check",
+            "--imds.endpoint",
+            "http://127.0.0.1:9",
+            "--imds.timeout",
+            "0s",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: --imds.timeout must be greater than 0")
+            && !stderr.contains("IMDS_EXPORTER_"),
+        "{stderr}"
+    );
+    let (code, stderr) = run_with_env(
+        &exporters,
+        &[
+            "demo",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--rotate-every",
+            "0s",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: --rotate-every must be greater than 0")
+            && !stderr.contains("IMDS_EXPORTER_"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -242,4 +424,60 @@ fn sigint_shuts_the_exporter_down_gracefully() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     assert!(status.success(), "exit status after SIGINT: {status:?}");
+}
+
+/// The `[default: ...]` of `--imds.endpoint` in `args`' help, brackets inside it kept.
+fn endpoint_default(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_imds_exporter"))
+        .args(args)
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let after = help.split("--imds.endpoint <URL>").nth(1).unwrap();
+    let after = &after[after.find("[default: ").unwrap() + "[default: ".len()..];
+    let mut depth = 0;
+    let end = after
+        .char_indices()
+        .find_map(|(i, c)| match c {
+            '[' => {
+                depth += 1;
+                None
+            }
+            ']' if depth == 0 => Some(i),
+            ']' => {
+                depth -= 1;
+                None
+            }
+            _ => None,
+        })
+        .unwrap();
+    after[..end].to_string()
+}
+
+/// One wording of `--imds.endpoint`'s default everywhere: the exporter's `--help` is the
+/// README's flag table; `check --help` is docs/check.md's, and says the shared part (the SDKs'
+/// variable first, EC2's address last) in the same words.
+#[test]
+fn the_imds_endpoint_default_reads_the_same_everywhere() {
+    let plain = |s: &str| s.replace('`', "");
+    let exporter = endpoint_default(&["--help"]);
+    let readme = include_str!("../README.md");
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `--imds.endpoint` |"))
+        .unwrap();
+    assert_eq!(plain(row.split(" | ").nth(1).unwrap()), exporter);
+
+    let check = endpoint_default(&["check", "--help"]);
+    let (first, last) = exporter.split_once(", else ").unwrap();
+    assert!(
+        check.starts_with(&format!("{first}, else ")) && check.ends_with(&format!(", else {last}")),
+        "{check}"
+    );
+    let docs = include_str!("../docs/check.md");
+    let row = docs
+        .lines()
+        .find(|l| l.starts_with("| `--imds.endpoint URL` |"))
+        .unwrap();
+    assert!(plain(row).contains(&format!("| {check}; see ")), "{row}");
 }

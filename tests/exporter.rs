@@ -417,3 +417,79 @@ async fn an_ntp_server_that_never_answers_fails_the_probe_and_loses_its_series()
     sim.shutdown().await;
     drop(silent);
 }
+
+/// The seed incident at the defaults' proportions: a 2 s outage between two full runs. The full
+/// run never sees it; the outage watch counts it once, with its length, when IMDS serves again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_outage_between_runs_is_counted_once_with_its_length() {
+    let sim = start_sim(sim_options()).await;
+    let mut config = exporter_config(&sim);
+    // One full run, at start-up: only the watch can see what follows.
+    config.imds.interval = Duration::from_secs(3600);
+    config.imds.outage_check_interval = Duration::from_millis(200);
+    let exporter = start_exporter(config).await;
+    let s = after_runs(&exporter, 1.0).await;
+    assert_eq!(value(&s, "imds_credentials_outages_total"), 0.0);
+    // Let the watch see IMDS serve first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    switch(&sim, "outage").await;
+    let outage = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    switch(&sim, "healthy").await;
+    let played = outage.elapsed().as_secs_f64();
+    let s = eventually(Duration::from_secs(10), "the outage counted", || async {
+        let s = scrape(&exporter).await;
+        match value(&s, "imds_credentials_outages_total") {
+            1.0 => Ok(s),
+            v => Err(format!("outages_total {v}")),
+        }
+    })
+    .await;
+    let length = value(&s, "imds_credentials_last_outage_duration_seconds");
+    // Within one check (and one request deadline) of what was played.
+    assert!(
+        (played - 0.6..=played + 0.6).contains(&length),
+        "measured {length} s for {played} s"
+    );
+    // The full run did not see it: the probe's verdict stayed "success".
+    assert_eq!(value(&s, "imds_probe_success{probe=\"imds\"}"), 1.0);
+    assert_eq!(value(&s, "imds_probe_runs_total{probe=\"imds\"}"), 1.0);
+    exporter.shutdown().await;
+    sim.shutdown().await;
+}
+
+/// Each SDK family's verdict is exported, for the families asked for only.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_verdicts_are_exported_for_the_families_asked_for() {
+    let mut options = sim_options();
+    options.scenario = "hop-limit".into();
+    let sim = start_sim(options).await;
+    let mut config = exporter_config(&sim);
+    // The test's 300 ms request timeout is shorter than the SDKs' 1 s: use theirs.
+    config.imds.timeout = Duration::from_secs(1);
+    config.imds.interval = Duration::from_secs(3600);
+    config.imds.sdks = vec![
+        imds_exporter::labels::Sdk::Python,
+        imds_exporter::labels::Sdk::Rust,
+    ];
+    let exporter = start_exporter(config).await;
+    let s = after_runs(&exporter, 1.0).await;
+    // Behind a hop limit with IMDSv1 allowed, botocore falls back a second late; Rust never does.
+    assert_eq!(
+        value(&s, "imds_sdk_credentials_available{sdk=\"python\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(&s, "imds_sdk_credentials_available{sdk=\"rust\"}"),
+        0.0
+    );
+    let wait = value(&s, "imds_sdk_credentials_wait_seconds{sdk=\"python\"}");
+    assert!((0.9..2.0).contains(&wait), "python waits {wait} s");
+    assert!(
+        !s.keys()
+            .any(|k| k.contains("sdk=\"javascript\"") || k.contains("sdk=\"go\"")),
+        "families not asked for have no series"
+    );
+    exporter.shutdown().await;
+    sim.shutdown().await;
+}

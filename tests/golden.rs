@@ -23,12 +23,12 @@ const LABELS: &str = "tests/fixtures/metrics.labels";
 
 /// Labels whose values are a closed set the exporter defines; the others (identity data, the
 /// NTP server, the interface, build facts) are open and listed as `*`.
-const CLOSED: [&str; 4] = ["allowance", "phase", "probe", "reason"];
+const CLOSED: [&str; 5] = ["allowance", "phase", "probe", "reason", "sdk"];
 
 /// An exposition in which every family has a sample, registered as the exporter registers them.
 fn full_exposition() -> String {
     let metrics = Metrics::new();
-    let imds = metrics.register(ImdsFamilies::new());
+    let imds = metrics.register(ImdsFamilies::new(&imds_exporter::labels::Sdk::ALL));
     let ntp = metrics.register(NtpFamilies::new());
     metrics
         .probes()
@@ -62,8 +62,17 @@ fn full_exposition() -> String {
         profile: Some(InstanceProfile { arn: "arn".into() }),
         identity: Some(Identity::default()),
         v1_enabled: Some(false),
+        ..ImdsRun::default()
     };
     imds.update().record(&run);
+    imds.update()
+        .record_verdicts(&imds_exporter::probe::imds::sdk::verdicts(
+            &Default::default(),
+        ));
+    metrics
+        .register(imds_exporter::probe::imds::watch::OutageFamilies::new())
+        .update()
+        .record_outage(Duration::from_secs(3));
     ntp.update().record_sample(
         "127.0.0.1:123",
         &NtpSample {

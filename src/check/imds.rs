@@ -239,7 +239,7 @@ fn request_failure(
              169.254.169.254"
                 .into(),
         ),
-        RequestError::BodyTooLarge => (
+        RequestError::BodyTooLarge(_) => (
             format!("{what}: body larger than 64 KiB"),
             "A real IMDS document is at most a few KiB: something between rewrites the answer, or \
              the endpoint is not IMDS. This check (like a careful SDK) refuses to buffer it."

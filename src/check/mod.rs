@@ -22,6 +22,7 @@
 //! [`crate::probe::ntp::query`] and the node readers of [`crate::collector`].
 
 mod chain;
+pub mod clients;
 pub mod imds;
 mod ini;
 pub mod model;
@@ -60,6 +61,8 @@ pub struct CheckConfig {
     pub ntp_servers: Vec<String>,
     pub ntp_timeout: Duration,
     pub ntp_allow_public: bool,
+    /// The SDK families whose clients run here (`--imds.sdk`); the others are skipped.
+    pub sdks: Vec<crate::labels::Sdk>,
     /// The environment variables an SDK in this process would see.
     pub env: BTreeMap<String, String>,
     /// The home directory for `~/.aws/credentials` and `~/.aws/config`.
@@ -81,6 +84,7 @@ impl CheckConfig {
             ntp_servers: vec![ntp_server.into()],
             ntp_timeout: NtpConfig::DEFAULT_TIMEOUT,
             ntp_allow_public: false,
+            sdks: crate::labels::Sdk::ALL.to_vec(),
             env: BTreeMap::new(),
             home: None,
             node: NodeSource::Host,
@@ -112,7 +116,11 @@ impl CheckConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::config::timeout("imds.timeout", self.imds_timeout)?;
-        crate::config::timeout("ntp.timeout", self.ntp_timeout)
+        crate::config::timeout("ntp.timeout", self.ntp_timeout)?;
+        if self.sdks.is_empty() {
+            return Err(ConfigError::new("imds.sdk", "names no SDK family"));
+        }
+        Ok(())
     }
 }
 
@@ -125,6 +133,7 @@ impl Default for CheckConfig {
             ntp_servers: Vec::new(),
             ntp_timeout: NtpConfig::DEFAULT_TIMEOUT,
             ntp_allow_public: false,
+            sdks: crate::labels::Sdk::ALL.to_vec(),
             env: BTreeMap::new(),
             home: None,
             node: NodeSource::Host,
@@ -219,6 +228,10 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
         Some(obs) => imds::evaluate(obs, &sdk, now, offset),
         None => imds::not_probed(&endpoint, &sdk),
     };
+    checks.extend(match &imds_obs {
+        Some(obs) => clients::evaluate(obs, &config.sdks),
+        None => clients::not_probed(),
+    });
     checks.push(node::ntp_check(&ntp_obs));
     checks.push(node::kernel_check(&node_reading.kernel_clock));
     checks.push(node::linklocal_check(&node_reading.linklocal));
@@ -314,6 +327,7 @@ async fn instance_id_without_token(prober: &ImdsProber) -> Option<String> {
         .http()
         .send(reqwest::Method::GET, "/latest/meta-data/instance-id", &[])
         .await
+        .0
         .ok()?;
     if answer.status != 200 {
         return None;
@@ -374,7 +388,7 @@ mod tests {
         for id in CheckId::ALL {
             assert!(seen.insert(id.as_str()), "{}", id.as_str());
             let (group, name) = id.as_str().split_once('.').expect("group.name");
-            assert!(["imds", "clock", "network", "sdk"].contains(&group));
+            assert!(["imds", "clients", "clock", "network", "sdk"].contains(&group));
             assert!(
                 name.chars()
                     .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()),

@@ -18,6 +18,10 @@ pub enum CheckId {
     ImdsLatency,
     ImdsInfo,
     ImdsIdentity,
+    ClientsPython,
+    ClientsJavascript,
+    ClientsRust,
+    ClientsGo,
     ClockNtp,
     ClockKernel,
     NetworkLinklocal,
@@ -30,7 +34,7 @@ pub enum CheckId {
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 18] = [
+    pub const ALL: [CheckId; 22] = [
         CheckId::ImdsReachable,
         CheckId::ImdsToken,
         CheckId::ImdsV1,
@@ -40,6 +44,10 @@ impl CheckId {
         CheckId::ImdsLatency,
         CheckId::ImdsInfo,
         CheckId::ImdsIdentity,
+        CheckId::ClientsPython,
+        CheckId::ClientsJavascript,
+        CheckId::ClientsRust,
+        CheckId::ClientsGo,
         CheckId::ClockNtp,
         CheckId::ClockKernel,
         CheckId::NetworkLinklocal,
@@ -63,6 +71,10 @@ impl CheckId {
             CheckId::ImdsLatency => "imds.latency",
             CheckId::ImdsInfo => "imds.info",
             CheckId::ImdsIdentity => "imds.identity",
+            CheckId::ClientsPython => "clients.python",
+            CheckId::ClientsJavascript => "clients.javascript",
+            CheckId::ClientsRust => "clients.rust",
+            CheckId::ClientsGo => "clients.go",
             CheckId::ClockNtp => "clock.ntp",
             CheckId::ClockKernel => "clock.kernel",
             CheckId::NetworkLinklocal => "network.linklocal",
@@ -87,6 +99,10 @@ impl CheckId {
             CheckId::ImdsLatency => "IMDS latency",
             CheckId::ImdsInfo => "Instance profile",
             CheckId::ImdsIdentity => "Identity document",
+            CheckId::ClientsPython => "New botocore client",
+            CheckId::ClientsJavascript => "New JS v3 client",
+            CheckId::ClientsRust => "New Rust client",
+            CheckId::ClientsGo => "New Go v2 client",
             CheckId::ClockNtp => "Clock offset (NTP)",
             CheckId::ClockKernel => "Kernel clock sync",
             CheckId::NetworkLinklocal => "Link-local drops",

@@ -63,10 +63,11 @@ pub fn ntp_check(results: &[NtpObservation]) -> Check {
     let Some(offset) = ntp_offset(results) else {
         return Check::warn(ID, format!("no answer: {}", answers.join("; ")))
             .cause(
-                "The clock could not be compared with a reference, so signing and expiry \
-                 problems caused by the clock cannot be ruled out. The Amazon Time Sync Service \
-                 answers on every EC2 instance at 169.254.169.123 (UDP 123); from a pod, a \
-                 NetworkPolicy may block it.",
+                "The clock could not be compared with a reference (no server answered, or the \
+                 ones that did said their own clocks are not synchronised), so signing and \
+                 expiry problems caused by the clock cannot be ruled out. The Amazon Time Sync \
+                 Service answers on every EC2 instance at 169.254.169.123 (UDP 123); from a pod, \
+                 a NetworkPolicy may block it.",
             )
             .fix("On the node, see what chrony uses and whether it reaches it:\n$ chronyc sources -v");
     };
@@ -112,19 +113,6 @@ pub fn ntp_check(results: &[NtpObservation]) -> Check {
                  imds.expiry).",
             )
             .fix(CLOCK_FIX);
-    }
-    let unsynchronised: Vec<&str> = results
-        .iter()
-        .filter(|r| r.result.as_ref().is_ok_and(|s| s.leap == 3))
-        .map(|r| r.server.as_str())
-        .collect();
-    if !unsynchronised.is_empty() {
-        return Check::warn(ID, value)
-            .cause(format!(
-                "{} reports itself unsynchronised (leap indicator 3): its time is no reference.",
-                unsynchronised.join(", ")
-            ))
-            .fix("Use the Amazon Time Sync Service (169.254.169.123:123) as the reference.");
     }
     let failed: Vec<&str> = results
         .iter()
@@ -310,8 +298,13 @@ mod tests {
         let c = ntp_check(&[obs("c:123", Err("ntp query timed out"))]);
         assert_eq!(c.status, Status::Warn);
         assert!(c.value.contains("timed out"));
-        let c = ntp_check(&[obs("a:123", Ok(sample(0.0, 3)))]);
+        // A server that says it is unsynchronised (leap 3) fails its query: no reference.
+        let c = ntp_check(&[obs(
+            "a:123",
+            Err("ntp server is not synchronised (leap indicator 3, stratum 2)"),
+        )]);
         assert_eq!(c.status, Status::Warn);
+        assert!(c.value.contains("not synchronised"), "{}", c.value);
     }
 
     #[test]

@@ -7,14 +7,19 @@ use clap::{Args, ValueEnum};
 
 use super::help;
 use crate::check::{CheckConfig, OutputConfig, OutputFormat};
-use crate::config::parse_duration;
+use crate::config::{ConfigError, parse_duration};
+use crate::labels::Sdk;
+use crate::probe::imds::ImdsConfig;
 use crate::probe::ntp::NtpConfig;
 
 /// `imds_exporter check`: the probes once, with the flags the exporter uses to find IMDS and NTP.
 #[derive(Debug, Args, Clone)]
 pub struct CheckArgs {
-    /// IMDS base URL [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else the endpoint
-    /// $AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE selects, else http://169.254.169.254].
+    /// IMDS base URL (http:// only) [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else the active
+    /// profile's ec2_metadata_service_endpoint, else the endpoint $AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE
+    /// (else the active profile's ec2_metadata_service_endpoint_mode) selects (http://[fd00:ec2::254]
+    /// for IPv6), else http://169.254.169.254]: what an SDK here uses. The exporter honours only
+    /// the variable.
     #[arg(
         long = "imds.endpoint",
         env = "IMDS_EXPORTER_IMDS_ENDPOINT",
@@ -24,7 +29,7 @@ pub struct CheckArgs {
 
     /// Deadline of each IMDS request. Longer than the SDKs' 1 s on purpose: a slow answer is
     /// measured and compared with the SDK timeout instead of merely timing out.
-    #[arg(long = "imds.timeout", env = "IMDS_EXPORTER_CHECK_IMDS_TIMEOUT", default_value = help::seconds(CheckConfig::DEFAULT_IMDS_TIMEOUT), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "imds.timeout", env = "IMDS_EXPORTER_CHECK_IMDS_TIMEOUT", default_value = help::seconds(CheckConfig::DEFAULT_IMDS_TIMEOUT), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub imds_timeout: Duration,
 
     /// NTP server to query, host:port (repeatable) [default: 169.254.169.123:123, the Amazon Time Sync Service].
@@ -37,12 +42,23 @@ pub struct CheckArgs {
     pub ntp_servers: Vec<String>,
 
     /// Deadline of each NTP query.
-    #[arg(long = "ntp.timeout", env = "IMDS_EXPORTER_CHECK_NTP_TIMEOUT", default_value = help::seconds(NtpConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "ntp.timeout", env = "IMDS_EXPORTER_CHECK_NTP_TIMEOUT", default_value = help::seconds(NtpConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub ntp_timeout: Duration,
 
     /// Allow public NTP pools and services as --ntp.server.
     #[arg(long = "ntp.allow-public", env = "IMDS_EXPORTER_NTP_ALLOW_PUBLIC")]
     pub ntp_allow_public: bool,
+
+    /// SDK families whose clients run here (repeatable): each gets a verdict; the others are
+    /// skipped.
+    #[arg(
+        long = "imds.sdk",
+        env = "IMDS_EXPORTER_IMDS_SDK",
+        value_delimiter = ',',
+        default_value = help::list(&Sdk::ALL.map(Sdk::as_str)),
+        value_name = "FAMILY"
+    )]
+    pub sdks: Vec<String>,
 
     /// Report format: aligned text for people, or JSON (schema in docs/check.md).
     #[arg(
@@ -72,16 +88,17 @@ pub enum Output {
 
 impl CheckArgs {
     /// The check's configuration: the flags, this process's environment and `$HOME`.
-    pub fn config(&self) -> CheckConfig {
-        CheckConfig {
+    pub fn config(&self) -> Result<CheckConfig, ConfigError> {
+        Ok(CheckConfig {
             imds_endpoint: self.imds_endpoint.clone(),
             imds_timeout: self.imds_timeout,
             ntp_servers: self.ntp_servers.clone(),
             ntp_timeout: self.ntp_timeout,
             ntp_allow_public: self.ntp_allow_public,
+            sdks: ImdsConfig::parse_sdks(&self.sdks)?,
             ..CheckConfig::default()
         }
-        .with_process_env()
+        .with_process_env())
     }
 
     pub fn output(&self) -> OutputConfig {

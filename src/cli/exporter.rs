@@ -12,6 +12,7 @@ use super::log::LogArgs;
 use crate::collector::NodeViewsConfig;
 use crate::config::{ConfigError, parse_duration};
 use crate::exporter::ExporterConfig;
+use crate::labels::Sdk;
 use crate::probe::imds::ImdsConfig;
 use crate::probe::ntp::NtpConfig;
 use crate::web::{WebConfig, parse_listen_address};
@@ -50,6 +51,8 @@ impl ExporterArgs {
                 interval: self.imds.interval,
                 timeout: self.imds.timeout,
                 token_ttl: self.imds.token_ttl,
+                sdks: ImdsConfig::parse_sdks(&self.imds.sdks)?,
+                outage_check_interval: self.imds.outage_check_interval,
             },
             ntp: self.collectors.ntp().then(|| NtpConfig {
                 servers: NtpConfig::servers_or_default(&self.ntp.servers),
@@ -106,7 +109,8 @@ pub struct WebArgs {
         long = "web.max-connections",
         env = "IMDS_EXPORTER_WEB_MAX_CONNECTIONS",
         default_value_t = WebConfig::DEFAULT_MAX_CONNECTIONS,
-        value_name = "N"
+        value_name = "N",
+        allow_negative_numbers = true
     )]
     pub max_connections: usize,
 
@@ -116,7 +120,8 @@ pub struct WebArgs {
         env = "IMDS_EXPORTER_WEB_READ_HEADER_TIMEOUT",
         default_value = help::seconds(WebConfig::DEFAULT_READ_HEADER_TIMEOUT),
         value_name = "DURATION",
-        value_parser = parse_duration
+        value_parser = parse_duration,
+        allow_hyphen_values = true
     )]
     pub read_header_timeout: Duration,
 
@@ -126,7 +131,8 @@ pub struct WebArgs {
         env = "IMDS_EXPORTER_WEB_IDLE_TIMEOUT",
         default_value = help::seconds(WebConfig::DEFAULT_IDLE_TIMEOUT),
         value_name = "DURATION",
-        value_parser = parse_duration
+        value_parser = parse_duration,
+        allow_hyphen_values = true
     )]
     pub idle_timeout: Duration,
 }
@@ -137,7 +143,7 @@ fn parse_telemetry_path(s: &str) -> Result<String, String> {
 
 #[derive(Debug, Args, Clone)]
 pub struct ImdsArgs {
-    /// IMDS base URL [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254].
+    /// IMDS base URL (http:// only) [default: $AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254].
     #[arg(
         long = "imds.endpoint",
         env = "IMDS_EXPORTER_IMDS_ENDPOINT",
@@ -151,7 +157,7 @@ pub struct ImdsArgs {
         env = "IMDS_EXPORTER_IMDS_INTERVAL",
         default_value = help::seconds(ImdsConfig::DEFAULT_INTERVAL),
         value_name = "DURATION",
-        value_parser = parse_duration
+        value_parser = parse_duration, allow_hyphen_values = true
     )]
     pub interval: Duration,
 
@@ -161,7 +167,7 @@ pub struct ImdsArgs {
         env = "IMDS_EXPORTER_IMDS_TIMEOUT",
         default_value = help::seconds(ImdsConfig::DEFAULT_TIMEOUT),
         value_name = "DURATION",
-        value_parser = parse_duration
+        value_parser = parse_duration, allow_hyphen_values = true
     )]
     pub timeout: Duration,
 
@@ -171,9 +177,31 @@ pub struct ImdsArgs {
         env = "IMDS_EXPORTER_IMDS_TOKEN_TTL",
         default_value = help::seconds(ImdsConfig::MAX_TOKEN_TTL),
         value_name = "DURATION",
-        value_parser = parse_duration
+        value_parser = parse_duration, allow_hyphen_values = true
     )]
     pub token_ttl: Duration,
+
+    /// SDK families whose clients run on this node (repeatable): each gets its verdict series,
+    /// and the bundled alerts page only for these.
+    #[arg(
+        long = "imds.sdk",
+        env = "IMDS_EXPORTER_IMDS_SDK",
+        value_delimiter = ',',
+        default_value = help::list(&Sdk::ALL.map(Sdk::as_str)),
+        value_name = "FAMILY"
+    )]
+    pub sdks: Vec<String>,
+
+    /// Time between the outage watch's checks between probe runs (one credentials request with
+    /// the last token); 0s turns the watch off.
+    #[arg(
+        long = "imds.outage-check-interval",
+        env = "IMDS_EXPORTER_IMDS_OUTAGE_CHECK_INTERVAL",
+        default_value = help::seconds(ImdsConfig::DEFAULT_OUTAGE_CHECK_INTERVAL),
+        value_name = "DURATION",
+        value_parser = parse_duration, allow_hyphen_values = true
+    )]
+    pub outage_check_interval: Duration,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -188,11 +216,11 @@ pub struct NtpArgs {
     pub servers: Vec<String>,
 
     /// Time between NTP queries (a little jitter is added).
-    #[arg(id = "ntp.interval", long = "ntp.interval", env = "IMDS_EXPORTER_NTP_INTERVAL", default_value = help::seconds(NtpConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(id = "ntp.interval", long = "ntp.interval", env = "IMDS_EXPORTER_NTP_INTERVAL", default_value = help::seconds(NtpConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub interval: Duration,
 
     /// Deadline of each NTP query.
-    #[arg(id = "ntp.timeout", long = "ntp.timeout", env = "IMDS_EXPORTER_NTP_TIMEOUT", default_value = help::seconds(NtpConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(id = "ntp.timeout", long = "ntp.timeout", env = "IMDS_EXPORTER_NTP_TIMEOUT", default_value = help::seconds(NtpConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub timeout: Duration,
 
     /// Allow public NTP pools and services as --ntp.server (a fleet of DaemonSets must not hammer them).
@@ -211,7 +239,7 @@ pub struct CollectorArgs {
     pub no_ntp: bool,
 
     /// Time between reads of the kernel clock and the ethtool counters (a little jitter is added).
-    #[arg(id = "collector.interval", long = "collector.interval", env = "IMDS_EXPORTER_COLLECTOR_INTERVAL", default_value = help::seconds(NodeViewsConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(id = "collector.interval", long = "collector.interval", env = "IMDS_EXPORTER_COLLECTOR_INTERVAL", default_value = help::seconds(NodeViewsConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub interval: Duration,
 
     /// Read the kernel's clock status with adjtimex(2) (imds_clock_*).

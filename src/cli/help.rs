@@ -17,6 +17,11 @@ pub fn seconds(d: Duration) -> &'static str {
     }
 }
 
+/// A list, comma-separated, as a repeatable flag's env twin takes it.
+pub fn list(items: &[&str]) -> &'static str {
+    keep(items.join(","))
+}
+
 /// In the largest units that fit (`2m`, `6h`), as the simulator's flags are documented.
 pub fn human(d: Duration) -> &'static str {
     keep(crate::config::human(d))

@@ -8,15 +8,17 @@
 //! configuration's `validate`, with the flag's name, before anything starts.
 //!
 //! Layout: `exporter` (the default subcommand's flags), `simulate` (`simulate` and `demo`),
-//! `check`, `log` (shared log flags), `help` (how defaults are shown).
+//! `check`, `log` (shared log flags), `help` (how defaults are shown), `origin` (errors that name
+//! the environment variable a bad value came from).
 
 mod check;
 mod exporter;
 mod help;
 mod log;
+mod origin;
 mod simulate;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use self::check::CheckArgs;
 pub use self::exporter::ExporterArgs;
@@ -55,26 +57,36 @@ pub enum Command {
 /// long-running subcommands end with success, `check` with its verdict (0 or 1); `Err` is a
 /// subcommand that could not run, which `main` turns into exit code 2.
 pub async fn main_with_args() -> Result<std::process::ExitCode, String> {
-    let cli = Cli::parse();
+    let matches =
+        origin::parse(Cli::command(), std::env::args_os().collect()).unwrap_or_else(|e| e.exit());
+    let cli =
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
+    // A value that parses but makes no sense stops start-up here, naming its flag (and the
+    // environment variable, when that is where it came from), before anything is bound or sent.
+    let explain = |e| origin::explain(e, &Cli::command(), &matches);
     let success = |()| std::process::ExitCode::SUCCESS;
     match cli.command {
         None => {
             cli.exporter.log.init();
-            let config = cli.exporter.config().map_err(|e| e.to_string())?;
+            let config = cli.exporter.config().map_err(explain)?;
             crate::exporter::run(config).await.map(success)
         }
         Some(Command::Simulate(args)) => {
             args.log.init();
-            crate::sim::run(args.listen, args.sim.config())
-                .await
-                .map(success)
+            let config = args.sim.config();
+            config.validate().map_err(explain)?;
+            crate::sim::run(args.listen, config).await.map(success)
         }
         Some(Command::Demo(args)) => {
             args.log.init();
-            crate::demo::run(args.config()).await.map(success)
+            let config = args.config();
+            config.validate().map_err(explain)?;
+            crate::demo::run(config).await.map(success)
         }
         Some(Command::Check(args)) => {
-            crate::check::run_and_print(args.config(), args.output()).await
+            let config = args.config().map_err(explain)?;
+            config.validate().map_err(explain)?;
+            crate::check::run_and_print(config, args.output()).await
         }
     }
 }
@@ -103,6 +115,7 @@ mod tests {
             "IMDS_EXPORTER_IMDS_ENDPOINT",
             "IMDS_EXPORTER_NTP_SERVER",
             "IMDS_EXPORTER_NTP_ALLOW_PUBLIC",
+            "IMDS_EXPORTER_IMDS_SDK",
             "IMDS_EXPORTER_LOG_LEVEL",
             "IMDS_EXPORTER_LOG_FORMAT",
         ];
@@ -245,7 +258,7 @@ mod tests {
                 "--web.telemetry-path",
             ),
             (&["--web.telemetry-path", "/{x}"], "--web.telemetry-path"),
-            (&["--web.max-connections=-1"], "--web.max-connections"),
+            (&["--web.max-connections", "-1"], "--web.max-connections"),
             (&["--web.idle-timeout", "soon"], "--web.idle-timeout"),
             (&["--log.level", "loud"], "--log.level"),
             (&["--log.format", "xml"], "--log.format"),
@@ -269,6 +282,43 @@ mod tests {
             let err = cli.exporter.config().expect_err(flag).to_string();
             assert!(err.contains(flag), "{err}");
         }
+    }
+
+    /// Every duration flag of every subcommand takes a value starting with `-`, so that a
+    /// negative duration is refused by the duration parser, naming the flag, rather than read
+    /// as an unknown flag (`unexpected argument '-5' found`).
+    #[test]
+    fn negative_durations_are_refused_naming_the_flag() {
+        let root = Cli::command();
+        let mut commands = vec![(None, root.clone())];
+        commands.extend(
+            root.get_subcommands()
+                .map(|c| (Some(c.get_name().to_string()), c.clone())),
+        );
+        let mut checked = 0;
+        for (name, command) in &commands {
+            for arg in command.get_arguments() {
+                let durations = arg.get_value_names().unwrap_or_default();
+                if durations.iter().all(|v| v.as_str() != "DURATION") {
+                    continue;
+                }
+                let flag = format!("--{}", arg.get_long().unwrap());
+                assert!(arg.is_allow_hyphen_values_set(), "{name:?} {flag}");
+                let args: Vec<&str> = name
+                    .iter()
+                    .map(String::as_str)
+                    .chain([flag.as_str(), "-5s"])
+                    .collect();
+                let err = parse(&args).expect_err(&flag);
+                assert!(
+                    err.contains(&format!("'{flag} <DURATION>'"))
+                        && err.contains("durations cannot be negative"),
+                    "{args:?}: {err}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 17, "every duration flag");
     }
 
     #[test]

@@ -41,11 +41,11 @@ pub struct SimArgs {
     pub ntp_listen: Option<SocketAddr>,
 
     /// How often new credentials are issued in the healthy scenario.
-    #[arg(long = "rotate-every", env = "IMDS_EXPORTER_SIM_ROTATE_EVERY", default_value = help::human(SimConfig::DEFAULT_ROTATE_EVERY), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "rotate-every", env = "IMDS_EXPORTER_SIM_ROTATE_EVERY", default_value = help::human(SimConfig::DEFAULT_ROTATE_EVERY), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub rotate_every: Duration,
 
     /// Lifetime of each set of credentials (Expiration - issue time).
-    #[arg(long, env = "IMDS_EXPORTER_SIM_LIFETIME", default_value = help::human(SimConfig::DEFAULT_LIFETIME), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, env = "IMDS_EXPORTER_SIM_LIFETIME", default_value = help::human(SimConfig::DEFAULT_LIFETIME), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub lifetime: Duration,
 
     /// Seconds added to the clock the NTP answerer reports (positive: our clock looks behind).
@@ -70,7 +70,7 @@ pub struct SimArgs {
     pub clock_drift: f64,
 
     /// Delay of the `slow` scenario when the switch gives no ?delay=.
-    #[arg(long = "slow-delay", env = "IMDS_EXPORTER_SIM_SLOW_DELAY", default_value = help::human(SimConfig::DEFAULT_SLOW_DELAY), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "slow-delay", env = "IMDS_EXPORTER_SIM_SLOW_DELAY", default_value = help::human(SimConfig::DEFAULT_SLOW_DELAY), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub slow_delay: Duration,
 
     /// The scenario at start-up.
@@ -125,15 +125,15 @@ pub struct DemoArgs {
     pub listen_address: SocketAddr,
 
     /// Time between probe runs (short, so that the demo moves).
-    #[arg(long = "imds.interval", env = "IMDS_EXPORTER_DEMO_IMDS_INTERVAL", default_value = help::seconds(DemoConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "imds.interval", env = "IMDS_EXPORTER_DEMO_IMDS_INTERVAL", default_value = help::seconds(DemoConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub interval: Duration,
 
     /// How often the simulator rotates credentials.
-    #[arg(long = "rotate-every", env = "IMDS_EXPORTER_DEMO_ROTATE_EVERY", default_value = help::human(DemoConfig::DEFAULT_ROTATE_EVERY), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "rotate-every", env = "IMDS_EXPORTER_DEMO_ROTATE_EVERY", default_value = help::human(DemoConfig::DEFAULT_ROTATE_EVERY), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub rotate_every: Duration,
 
     /// Lifetime of each set of simulated credentials.
-    #[arg(long, env = "IMDS_EXPORTER_DEMO_LIFETIME", default_value = help::human(DemoConfig::DEFAULT_LIFETIME), value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, env = "IMDS_EXPORTER_DEMO_LIFETIME", default_value = help::human(DemoConfig::DEFAULT_LIFETIME), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub lifetime: Duration,
 
     /// The simulator's scenario at start-up.

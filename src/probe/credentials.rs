@@ -5,14 +5,19 @@
 //! argument) so it is tested with tables. It does not own any I/O (see [`super::imds`]).
 //!
 //! Secrets: the credentials document's `SecretAccessKey` and `Token` are not fields of any type
-//! here. serde skips unknown fields, so they are never copied into our memory as values, and the
-//! caller zeroizes the raw body after parsing. Even `AccessKeyId` (not a secret, but an
+//! here: their presence is noted (the SDKs require both) with `IgnoredAny`, which skips a value
+//! unread, so they are never copied into our memory as values. The document is parsed as it
+//! streams in ([`inspect_credentials`] reads any `io::Read`), so no buffer ever holds all of it. Even `AccessKeyId` (not a secret, but an
 //! identifier) is kept only as a keyed hash, enough to notice that it changed.
 
 use std::hash::{BuildHasher, RandomState};
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::labels::Reason;
+use crate::probe::imds::sdk::{Code, DocShape, RoleShape};
 
 /// Longest label value taken from IMDS data; longer values are cut (a hostile IMDS must not be
 /// able to blow up the exposition).
@@ -23,7 +28,7 @@ pub const MAX_LABEL_LEN: usize = 128;
 /// profiles with long paths share a label value.
 pub const MAX_ARN_LEN: usize = 1024;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
     /// Not JSON. Only serde's category and position are kept: its messages can quote input.
     #[error("body is not valid JSON ({category} at line {line} column {column})")]
@@ -42,13 +47,15 @@ pub enum ParseError {
     EmptyRoleList,
     #[error("role name is not a valid IAM role name")]
     BadRoleName,
+    #[error("the document could not be read to its end")]
+    Unreadable,
 }
 
 impl ParseError {
-    pub fn reason(&self) -> super::Reason {
+    pub fn reason(&self) -> Reason {
         match self {
-            ParseError::CodeNotSuccess { .. } => super::Reason::CodeNotSuccess,
-            _ => super::Reason::InvalidResponse,
+            ParseError::CodeNotSuccess { .. } => Reason::CodeNotSuccess,
+            _ => Reason::InvalidResponse,
         }
     }
 }
@@ -103,6 +110,20 @@ pub fn parse_role_list(body: &[u8]) -> Result<String, ParseError> {
     }
 }
 
+/// The role list's shape, as the SDKs read it (see `sdk::RoleShape`).
+pub fn role_shape(body: &[u8]) -> RoleShape {
+    let text = String::from_utf8_lossy(body);
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    RoleShape {
+        named: parse_role_list(body).is_ok(),
+        newline: text.contains(['\n', '\r']),
+        more_lines: {
+            lines.next();
+            lines.next().is_some()
+        },
+    }
+}
+
 /// What we keep of a credentials document. Deliberately no secret fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CredentialsDoc {
@@ -122,7 +143,19 @@ struct RawCredentials {
     access_key_id: Option<String>,
     #[serde(rename = "Expiration")]
     expiration: Option<String>,
-    // SecretAccessKey and Token are intentionally absent: serde skips them unread.
+    // Present or not; the value is skipped unread, never stored.
+    #[serde(rename = "SecretAccessKey")]
+    secret_access_key: Option<IgnoredAny>,
+    #[serde(rename = "Token")]
+    token: Option<IgnoredAny>,
+}
+
+/// A credentials document as the exporter reads it, and its shape as the SDKs would see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inspection {
+    /// The exporter's own reading: the document, or why it is not usable.
+    pub document: Result<CredentialsDoc, ParseError>,
+    pub shape: DocShape,
 }
 
 /// Hashes an `AccessKeyId` with a per-process random key.
@@ -135,13 +168,49 @@ impl KeyIdHasher {
     }
 }
 
-/// Parses `GET .../security-credentials/<role>`.
+/// Parses `GET .../security-credentials/<role>` from a body already read.
+pub fn parse_credentials(body: &[u8], hasher: &KeyIdHasher) -> Result<CredentialsDoc, ParseError> {
+    inspect_credentials(body, hasher)?.document
+}
+
+/// Parses a credentials document as it is read from `reader`, in constant memory (fields other
+/// than the four kept are skipped unread, however long). `Err` only when it is not a JSON object.
 ///
 /// IMDS reports errors such as `AssumeRoleUnauthorizedAccess` with HTTP 200 and a `Code`, so the
 /// `Code` is checked first. `Code`, `LastUpdated` and `Type` are optional (some emulators omit
 /// them, and botocore does not need them); `Expiration` and `AccessKeyId` are required.
-pub fn parse_credentials(body: &[u8], hasher: &KeyIdHasher) -> Result<CredentialsDoc, ParseError> {
-    let raw: RawCredentials = serde_json::from_slice(body).map_err(not_json)?;
+pub fn inspect_credentials(
+    reader: impl std::io::Read,
+    hasher: &KeyIdHasher,
+) -> Result<Inspection, ParseError> {
+    let raw: RawCredentials = serde_json::from_reader(reader).map_err(not_json)?;
+    let expiration = raw
+        .expiration
+        .as_deref()
+        .map(|v| parse_timestamp("Expiration", v));
+    let shape = DocShape {
+        json: true,
+        complete: raw.access_key_id.as_deref().is_some_and(|k| !k.is_empty())
+            && raw.secret_access_key.is_some()
+            && raw.token.is_some()
+            && matches!(expiration, Some(Ok(_))),
+        code: match raw.code.as_deref() {
+            None => Code::Absent,
+            Some(c) if c.eq_ignore_ascii_case("Success") => Code::Success,
+            Some(_) => Code::Other,
+        },
+    };
+    Ok(Inspection {
+        document: document(&raw, expiration, hasher),
+        shape,
+    })
+}
+
+fn document(
+    raw: &RawCredentials,
+    expiration: Option<Result<DateTime<Utc>, ParseError>>,
+    hasher: &KeyIdHasher,
+) -> Result<CredentialsDoc, ParseError> {
     if let Some(code) = raw.code.as_deref()
         && code != "Success"
     {
@@ -154,11 +223,7 @@ pub fn parse_credentials(body: &[u8], hasher: &KeyIdHasher) -> Result<Credential
         .as_deref()
         .filter(|k| !k.is_empty())
         .ok_or(ParseError::MissingField("AccessKeyId"))?;
-    let expiration = raw
-        .expiration
-        .as_deref()
-        .ok_or(ParseError::MissingField("Expiration"))?;
-    let expiration = parse_timestamp("Expiration", expiration)?;
+    let expiration = expiration.ok_or(ParseError::MissingField("Expiration"))??;
     let last_updated = match raw.last_updated.as_deref() {
         Some(v) => Some(parse_timestamp("LastUpdated", v)?),
         None => None,

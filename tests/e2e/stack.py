@@ -5,6 +5,7 @@ Python 3 standard library only.
 
 - Every node is one `imds_exporter simulate` (fake IMDS + SNTP answerer, ports chosen by the
   kernel and read from its first lines) and one exporter pointed at it, on a free loopback port.
+- A node may get exporter flags of its own (`node_args`), after the common `exporter_args`.
 - Prometheus scrapes every exporter as job "imds" with `instance` set to the node's name (as the
   Kubernetes deployment sets it to the node name), every second, and evaluates copies of
   alerts/*.rules.yml in which every `for:` is shortened (time compression for the test).
@@ -137,6 +138,10 @@ class Prometheus:
     def rules(self):
         return self._api("/api/v1/rules", {})
 
+    def alerts(self):
+        """The active (pending and firing) alerts, with their labels and rendered annotations."""
+        return self._api("/api/v1/alerts", {})["alerts"]
+
 
 class Node:
     """One fake instance: a simulator and the exporter watching it."""
@@ -165,12 +170,16 @@ class Stack:
     """Start with `start()`, always `stop()` (use it as a context manager)."""
 
     def __init__(self, binary, node_names, *, rotate_every="20s", lifetime="1h", interval="1s",
-                 scrape_interval="1s", rule_for="5s", exporter_args=(), workdir=None, log=print):
+                 scrape_interval="1s", rule_for="5s", exporter_args=(), node_args=None, workdir=None, log=print):
         self.binary = str(binary)
         self.nodes = [Node(n) for n in node_names]
         self.rotate_every, self.lifetime, self.interval = rotate_every, lifetime, interval
         self.scrape_interval, self.rule_for = scrape_interval, rule_for
         self.exporter_args = list(exporter_args)
+        self.node_args = {name: list(args) for name, args in (node_args or {}).items()}
+        unknown = sorted(set(self.node_args) - set(node_names))
+        if unknown:
+            raise ValueError(f"node_args for nodes not in the fleet: {unknown}")
         self.own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="imds-e2e."))
         self.log = log
@@ -234,7 +243,8 @@ class Stack:
             "--imds.interval", self.interval,
             "--ntp.server", node.ntp_addr,
             "--ntp.interval", self.interval,
-            *self.exporter_args])
+            *self.exporter_args,
+            *self.node_args.get(node.name, ())])
 
     def _exporter_ready(self, node):
         self._check_alive()

@@ -7,11 +7,14 @@ every process in its trap). Python 3 standard library only.
 What it proves, in order (each line of output is one check; the last line is the summary):
  1. static: the dashboards are what scripts/gen-dashboards generates, follow the conventions
     (datasource variable, `${datasource}` everywhere, units, descriptions, `$__rate_interval`,
-    schemaVersion 39, stable uids, no `__inputs`), and empty-when-healthy.json names real panels;
- 2. a fleet of seven fake nodes (simulator + exporter each) scraped by Prometheus every second,
-    with copies of alerts/*.rules.yml whose `for:` are shortened to 5s; every rule evaluates
-    without error (the recording rules among them: some panels read their series, so the panel
-    checks below prove those series exist with the labels the panels select);
+    `$__range` only in instant queries, schemaVersion 39, stable uids, no `__inputs`), and
+    empty-when-healthy.json names real panels;
+ 2. a fleet of ten fake nodes (simulator + exporter each, every probe at 1 s, the outage watch at
+    its default 1.5 s; one exporter with `--imds.sdk python,javascript`, the others with the
+    default four families) scraped by Prometheus every second, with copies of alerts/*.rules.yml
+    whose `for:` are shortened to 5s; every rule evaluates without error (the recording rules
+    among them: some panels read their series, so the panel checks below prove those series exist
+    with the labels the panels select);
  3. healthy state: every query of every panel, template variable and annotation of both
     dashboards succeeds, as an instant query and, for graph panels (timeseries, heatmap,
     state-timeline) and annotations, also as a range query over the last 2 minutes; each returns
@@ -23,13 +26,33 @@ What it proves, in order (each line of output is one check; the last line is the
     so ImdsClockNotSynchronising must fire exactly when the kernel, asked by this test itself
     through adjtimex(2), says so;
  4. failure scenarios, one per node, switched through the simulator's control API at the same
-    time: each node's matching alert (by its name in alerts/imds_exporter.rules.yml) reaches
-    `firing` within DEADLINE seconds; meanwhile the fleet dashboard's panels show the failures,
-    and the "Failed ... by reason" panels (empty when healthy) have data: the fleet's, and the node
-    dashboard's for the node in an outage;
+    time: each node's expected alerts (by name in alerts/imds_exporter.rules.yml, severity and,
+    for the per-SDK alerts, the `sdk` label) reach `firing` within DEADLINE seconds:
+      outage             ImdsCredentialsUnavailable for each of the four families (critical);
+      throttle, slow     ImdsThrottled, ImdsRequestLatencyHigh;
+      hop-limit          ImdsHopLimitSuspected, ImdsCredentialsUnavailable for sdk=rust (the one
+                         family without an IMDSv1 fallback), ImdsCredentialsDelayed for python,
+                         javascript and go; the page's description, as Prometheus renders it
+                         (/api/v1/alerts), names python, javascript and go as only waiting;
+      hop-limit, with --imds.sdk python,javascript
+                         ImdsCredentialsDelayed for python and javascript (~1 s late), and no
+                         critical alert pending or firing during the whole run;
+      hop-limit-v2-only  ImdsCredentialsUnavailable for each family (IMDSv1 off: nobody falls
+                         back), each description naming no family as only waiting;
+      expired, clock     ImdsCredentialsExpiring, ImdsClockSkewDetected (critical);
+    then a blip on one more node (outage for 3 s, then healthy): its outage watch counts one window
+    of about 3 s and ImdsCredentialsOutage (warning) fires; whether ImdsCredentialsUnavailable went
+    pending meanwhile is reported, not judged (its 3m `for:` is 5 s here, shorter than the blip).
+    Meanwhile the dashboards show the failures: the fleet's stats (per SDK family: nodes without
+    credentials, nodes waiting over 1 s; outages in the range), the hop-limit node's SDK row
+    (rust FAILING, the others OK after ~1 s, go ~3.5 s), the Worst nodes table, and the panels empty
+    when healthy have data (the "Failed ... by reason" panels of the fleet and of the node in an
+    outage, the outage panels of the fleet and of the blip node);
     then every node is switched back to healthy and the alerts that follow the current state
-    resolve. One node per scenario keeps the 5-minute rate windows of one scenario from leaking
-    into the next; the healthy node must stay free of alerts throughout.
+    resolve (ImdsCredentialsOutage then fires where a failure ended, which is reported). One node
+    per scenario keeps the 5-minute rate windows of one scenario from leaking into the next; the
+    healthy node must stay free of alerts throughout, and ImdsCredentialsUnavailable on the
+    hop-limit node only for rust.
 
 Why `--lifetime 1h` and not a short lifetime: with credentials that live 2 minutes, the healthy
 state itself is "expiring" (< 15 min left) and every rotation is "late" (< 5 min of lead), and
@@ -66,25 +89,84 @@ ROTATION_PANELS = {("imds-node", "Last rotation lead"), ("imds-node", "Rotation 
 KERNEL_CLOCK_METRICS = re.compile(r"\bimds_clock_(synchronized|max_error_seconds|estimated_error_seconds)\b")
 # The node whose node dashboard must show failures during the scenarios.
 FAILING_NODE = "e2e-outage"
+SDKS = ("python", "javascript", "rust", "go")  # the exporter's default --imds.sdk
 
-# node name -> (how to break it, alert that must fire, its severity, does the alert follow the
-# current state (so it must resolve soon after healthy returns) or a 5-minute window)
+# An alert a scenario must bring to `firing`: its name, severity, `sdk` label (None: the alert has
+# none) and whether its expression follows the current state (then it must resolve soon after
+# healthy returns) or a 5-minute window (it would take 5 minutes: not waited for).
+UNAVAILABLE, DELAYED, OUTAGE = "ImdsCredentialsUnavailable", "ImdsCredentialsDelayed", "ImdsCredentialsOutage"
+
+
+def expect(alert, severity, sdk=None, follows_state=True):
+    return (alert, severity, sdk, follows_state)
+
+
+# node name -> (how to break it, its argument, the alerts that must fire, the node's extra exporter flags)
 SCENARIOS = {
-    "e2e-outage": ("scenario", "outage", "ImdsCredentialsUnavailable", "critical", True),
-    "e2e-throttle": ("scenario", "throttle", "ImdsThrottled", "warning", False),
-    "e2e-slow": ("scenario", "slow?delay=1500ms", "ImdsRequestLatencyHigh", "warning", False),
-    "e2e-hop-limit": ("scenario", "hop-limit", "ImdsHopLimitSuspected", "warning", False),
-    "e2e-expired": ("scenario", "expired", "ImdsCredentialsExpiring", "critical", True),
-    "e2e-clock-offset": ("clock", "400", "ImdsClockSkewDetected", "critical", True),
+    "e2e-outage": ("scenario", "outage", [expect(UNAVAILABLE, "critical", sdk) for sdk in SDKS], []),
+    "e2e-throttle": ("scenario", "throttle", [expect("ImdsThrottled", "warning", follows_state=False)], []),
+    "e2e-slow": ("scenario", "slow?delay=1500ms", [expect("ImdsRequestLatencyHigh", "warning", follows_state=False)], []),
+    # Default families: only rust (no IMDSv1 fallback) pages; the others fall back and wait.
+    "e2e-hop-limit": ("scenario", "hop-limit", [
+        expect("ImdsHopLimitSuspected", "warning", follows_state=False),
+        expect(UNAVAILABLE, "critical", "rust"),
+        *(expect(DELAYED, "warning", sdk) for sdk in ("python", "javascript", "go"))], []),
+    # A fleet without Rust or Go workloads: the hop limit is a warning, never a page.
+    "e2e-hop-limit-py-js": ("scenario", "hop-limit", [expect(DELAYED, "warning", sdk) for sdk in ("python", "javascript")],
+                            ["--imds.sdk", "python,javascript"]),
+    # IMDSv1 off: nobody falls back, every family pages.
+    "e2e-hop-limit-v2-only": ("scenario", "hop-limit-v2-only", [expect(UNAVAILABLE, "critical", sdk) for sdk in SDKS], []),
+    "e2e-expired": ("scenario", "expired", [expect("ImdsCredentialsExpiring", "critical")], []),
+    "e2e-clock-offset": ("clock", "400", [expect("ImdsClockSkewDetected", "critical")], []),
 }
+# The families whose ImdsCredentialsUnavailable may ever be pending or firing on a node (whole run).
+ONLY_UNAVAILABLE = {"e2e-hop-limit": {"rust"}, "e2e-hop-limit-py-js": set()}
+# Nodes on which no critical alert may ever be pending or firing (whole run).
+NEVER_CRITICAL = ("e2e-hop-limit-py-js",)
+# The families ImdsCredentialsUnavailable's description must name as "only waiting", per node.
+WAITING_NAMED = {"e2e-hop-limit": {"python", "javascript", "go"}, "e2e-hop-limit-v2-only": set()}
+
+# A blip: healthy, then `outage` for BLIP_SECONDS, then healthy again, once the scenarios above fire.
+# The exporter's outage watch (its default --imds.outage-check-interval, 1.5 s; botocore's family,
+# python, is among the node's default families) must count it, and ImdsCredentialsOutage fire.
+BLIP_NODE = "e2e-blip"
+BLIP_SECONDS = 3
+BLIP_DEADLINE = 30
 
 # What the fleet dashboard must show while the scenarios run: panel title -> (test, wording).
 FLEET_UNDER_FAILURE = {
-    "Nodes failing credentials": (lambda v: v >= 4, ">= 4 (outage, throttle, slow, hop-limit)"),
+    "Nodes failing credentials": (lambda v: v >= 6, ">= 6 (outage, throttle, slow, the three hop-limit nodes)"),
     "Worst time to expiry": (lambda v: v < 0, "< 0 (the expired node)"),
     "Worst clock offset": (lambda v: v >= 300, ">= 300 s (400 s injected)"),
     "Throttled IMDS requests": (lambda v: v > 0, "> 0"),
-    "Hop-limit signature nodes": (lambda v: v == 1, "1 (the hop-limit node; outage and slow are not the hop limit)"),
+    "Hop-limit signature nodes": (lambda v: v == 3, "3 (the three hop-limit nodes; outage and slow are not the hop limit)"),
+    "IMDS outages in the range": (lambda v: v >= 1, ">= 1 (the blip)"),
+}
+# The same for the panels with one value per SDK family: title -> {sdk: (test, wording)}.
+FLEET_BY_SDK = {
+    "Nodes without credentials, by SDK family": {
+        "rust": (lambda v: v >= 3, ">= 3 (outage, hop-limit, hop-limit-v2-only; throttle and slow too)"),
+        "python": (lambda v: v >= 2, ">= 2 (outage, hop-limit-v2-only; throttle and slow too)"),
+        "javascript": (lambda v: v >= 2, ">= 2 (outage, hop-limit-v2-only; throttle and slow too)"),
+        "go": (lambda v: v >= 2, ">= 2 (outage, hop-limit-v2-only; throttle and slow too)"),
+    },
+    "Nodes waiting over 1 s, by SDK family": {
+        "python": (lambda v: v >= 2, ">= 2 (hop-limit, hop-limit-py-js)"),
+        "javascript": (lambda v: v >= 2, ">= 2 (hop-limit, hop-limit-py-js)"),
+        "go": (lambda v: v >= 1, ">= 1 (hop-limit)"),
+        "rust": (lambda v: v == 0, "0 (rust never falls back: it gets none, it does not wait)"),
+    },
+}
+# What the node dashboard must show: (node, panel title) -> {sdk: (test, wording)}.
+NODE_BY_SDK = {
+    ("e2e-hop-limit", "New clients get credentials, by SDK family"): {
+        "python": (lambda v: v == 1, "1 (OK, through IMDSv1)"), "javascript": (lambda v: v == 1, "1 (OK, through IMDSv1)"),
+        "go": (lambda v: v == 1, "1 (OK, through IMDSv1)"), "rust": (lambda v: v == 0, "0 (FAILING)")},
+    ("e2e-hop-limit", "Credential wait by SDK family"): {
+        # docs/sdk-model.md: a 1 s token timeout for botocore and JS v3, 3 x 0.5 s + 2 x 1 s for Go v2.
+        "python": (lambda v: 1 < v < 2.5, "1 s < wait < 2.5 s (~1 s)"),
+        "javascript": (lambda v: 1 < v < 2.5, "1 s < wait < 2.5 s (~1 s)"),
+        "go": (lambda v: 3 < v < 5, "3 s < wait < 5 s (~3.5 s)")},
 }
 
 
@@ -225,12 +307,14 @@ def static_checks(results, boards, empty):
             for target in p.get("targets", []):
                 if target.get("datasource") != ds:
                     problems.append(f"{where}: target datasource {target.get('datasource')}")
-        for kind, title, ref, expr, _ in queries_of(board):
-            # Every range selector (rate, increase, changes, ...) uses Grafana's $__rate_interval.
+        for kind, title, ref, expr, ranged in queries_of(board):
+            # Every range selector (rate, increase, changes, ...) uses Grafana's $__rate_interval; an
+            # instant query (stat, table) may count over the whole time range with $__range.
             for window in re.findall(r"\[([^\]]+)\]", expr):
-                if window != "$__rate_interval":
-                    problems.append(f"{title} {ref}: range [{window}] instead of $__rate_interval")
-            if re.search(r"\b(rate|increase|changes|irate)\s*\(", expr) and "$__rate_interval" not in expr:
+                allowed = {"$__rate_interval"} if ranged or kind != "panel" else {"$__rate_interval", "$__range"}
+                if window not in allowed:
+                    problems.append(f"{title} {ref}: range [{window}] instead of {' or '.join(sorted(allowed))}")
+            if re.search(r"\b(rate|increase|changes|irate)\s*\(", expr) and not re.search(r"\$__(rate_interval|range)\b", expr):
                 problems.append(f"{title} {ref}: rate/increase without $__rate_interval")
         text = json.dumps(board)
         for uid_found in re.findall(r'"uid":\s*"([^"]*)"', text):
@@ -384,17 +468,131 @@ def failure_panels(empty):
     return {(uid, title) for uid, title in empty if title.startswith("Failed ")}
 
 
+def outage_panels(empty):
+    """The panels listed as empty when healthy because they show only outage windows that ended."""
+    return {(uid, title) for uid, title in empty if "outage" in title.lower()}
+
+
+def alert_series(stack, selector, window=None):
+    """The labels of every ALERTS{selector} series now, or ever within `window` seconds."""
+    expr = f"ALERTS{{{selector}}}"
+    if window:
+        expr = f"max_over_time({expr}[{int(window)}s])"
+    return [labels for labels, _ in stack.prom.vector(expr)]
+
+
+def matches(labels, node, expectation):
+    alert, severity, sdk, _ = expectation
+    return (labels.get("alertname") == alert and labels.get("instance") == node and labels.get("severity") == severity
+            and (sdk is None or labels.get("sdk") == sdk))
+
+
+def describe(expectation):
+    alert, severity, sdk, _ = expectation
+    return f"{alert}{{severity={severity}" + (f", sdk={sdk}" if sdk else "") + "}"
+
+
+def shown(labels):
+    return labels.get("alertname", "") + (f"{{sdk={labels['sdk']}}}" if labels.get("sdk") else "")
+
+
+def check_value(results, stack, board, title, instance, test, wording, label):
+    name = f"{label}: {board['uid']} / {title} on {instance if instance != '.*' else 'All'}"
+    try:
+        values = stack.prom.vector(substitute(panel_expr(board, title), instance))
+    except PromError as e:
+        results.check(name, False, str(e))
+        return
+    value = values[0][1] if values else None
+    results.check(name, value is not None and test(value), f"value {value}, want {wording}")
+
+
+def check_values_by_sdk(results, stack, board, title, instance, wants, label):
+    """A panel with one value per SDK family: each family named in `wants` passes its test."""
+    name = f"{label}: {board['uid']} / {title} on {instance if instance != '.*' else 'All'}"
+    try:
+        values = {labels.get("sdk"): v for labels, v in stack.prom.vector(substitute(panel_expr(board, title), instance))}
+    except PromError as e:
+        results.check(name, False, str(e))
+        return
+    for sdk, (test, wording) in wants.items():
+        v = values.get(sdk)
+        results.check(f"{name} [{sdk}]", v is not None and test(v), f"value {v}, want {wording}")
+
+
+def unavailable_descriptions(results, stack):
+    """ImdsCredentialsUnavailable's description (rendered by Prometheus, /api/v1/alerts) names the
+    node's families that still get credentials after a wait over 1 s, and the family it is about."""
+    alerts = stack.prom.alerts()
+    for node_name, want in WAITING_NAMED.items():
+        firing = [a for a in alerts if a["labels"].get("alertname") == UNAVAILABLE
+                  and a["labels"].get("instance") == node_name and a.get("state") == "firing"]
+        name = f"scenario {node_name}: {UNAVAILABLE}'s description names {', '.join(sorted(want)) or 'no family'} as only waiting"
+        if not firing:
+            results.check(name, False, "no firing ImdsCredentialsUnavailable on the node")
+            continue
+        for a in sorted(firing, key=lambda a: a["labels"].get("sdk", "")):
+            sdk, text = a["labels"].get("sdk"), a["annotations"].get("description", "")
+            m = re.search(r"only after a wait over \S+:([^.]*)\.", text)
+            named = set(m.group(1).split()) - {"none"} if m else None
+            ok = named == want and f"a {sdk} SDK client created now gets no credentials" in text
+            results.check(f"{name} [sdk={sdk}]", ok, f"named {sorted(named) if named is not None else None}: {text!r}")
+
+
+def run_blip(results, stack):
+    """BLIP_NODE: outage for BLIP_SECONDS, then healthy; the outage watch counts it and
+    ImdsCredentialsOutage fires. Returns the seconds from healthy's return to firing, or None."""
+    node = stack.node(BLIP_NODE)
+    pre = [shown(l) for l in alert_series(stack, f'instance="{BLIP_NODE}", alertstate=~"firing|pending", '
+                                                 'severity=~"warning|critical"')
+           if l.get("alertname") != KERNEL_CLOCK_ALERT]
+    results.check(f"blip {BLIP_NODE}: no warning/critical alert active before the blip", not pre, str(pre))
+    began = time.time()
+    node.switch("outage")
+    time.sleep(BLIP_SECONDS)
+    node.switch("healthy")
+    back = time.monotonic()
+    name = f"blip {BLIP_NODE} (outage for {BLIP_SECONDS} s, then healthy): {OUTAGE}{{severity=warning}} fires"
+    fired = None
+    try:
+        wait_for(f"{OUTAGE} firing on {BLIP_NODE}",
+                 lambda: any(l.get("severity") == "warning" for l in alert_series(
+                     stack, f'alertname="{OUTAGE}", instance="{BLIP_NODE}", alertstate="firing"')),
+                 BLIP_DEADLINE, interval=0.5)
+        fired = time.monotonic() - back
+        results.check(name, True, f"firing {fired:.1f}s after healthy returned")
+    except TimeoutError as e:
+        results.check(name, False, str(e))
+    count = stack.prom.vector(f'imds_credentials_outages_total{{instance="{BLIP_NODE}"}}')
+    length = stack.prom.vector(f'imds_credentials_last_outage_duration_seconds{{instance="{BLIP_NODE}"}}')
+    count = count[0][1] if count else None
+    length = length[0][1] if length else None
+    # The window runs from its first failed check to the first served one: within a check interval
+    # (1.5 s) of the outage either way, plus a check's 1 s timeout; generous bounds.
+    results.check(f"blip {BLIP_NODE}: one outage window counted, about {BLIP_SECONDS} s long",
+                  count == 1 and length is not None and 1 <= length <= 7,
+                  f"imds_credentials_outages_total {count}, imds_credentials_last_outage_duration_seconds {length}")
+    window = time.time() - began + 1
+    paged = sorted({f"{shown(l)} {l.get('alertstate')}" for l in alert_series(
+        stack, f'instance="{BLIP_NODE}", alertname="{UNAVAILABLE}"', window)})
+    info(f"{BLIP_NODE}: during the blip, with every `for:` at 5 s: {UNAVAILABLE} " + (", ".join(paged) if paged else "never pending"))
+    return fired
+
+
 def run_scenarios(results, stack, boards, empty):
     names = alert_names_in_rules()
-    for node, (_, _, alert, _, _) in SCENARIOS.items():
-        results.check(f"scenario {node}: alert {alert} exists in alerts/imds_exporter.rules.yml", alert in names)
+    for node, (_, _, expected, _) in SCENARIOS.items():
+        for alert in sorted({e[0] for e in expected}):
+            results.check(f"scenario {node}: alert {alert} exists in alerts/imds_exporter.rules.yml", alert in names)
+    results.check(f"blip {BLIP_NODE}: alert {OUTAGE} exists in alerts/imds_exporter.rules.yml", OUTAGE in names)
 
     # Nothing may be active on the scenario nodes before the switch, or a pass would mean nothing.
-    before = active_alerts(stack, 'alertstate=~"firing|pending"')
+    before = alert_series(stack, 'alertstate=~"firing|pending"')
     switched = {}
-    for node_name, (kind, arg, alert, severity, _) in SCENARIOS.items():
-        pre = sorted(a for a, i, s, st in before if i == node_name and a == alert)
-        results.check(f"scenario {node_name}: {alert} inactive before the switch", not pre, str(pre))
+    for node_name, (kind, arg, expected, _) in SCENARIOS.items():
+        pre = sorted({describe(e) for e in expected for labels in before if matches(labels, node_name, e)})
+        results.check(f"scenario {node_name}: {', '.join(sorted({e[0] for e in expected}))} inactive before the switch",
+                      not pre, str(pre))
         node = stack.node(node_name)
         if kind == "scenario":
             node.switch(arg)
@@ -402,78 +600,98 @@ def run_scenarios(results, stack, boards, empty):
             node.clock_offset(arg)
         switched[node_name] = time.monotonic()
 
-    timings = {}
-    pending_seen = {}
-    remaining = set(SCENARIOS)
+    fired, pending_seen = {}, {}  # (node, expectation) -> seconds from the switch
+    remaining = [(n, e) for n, (_, _, expected, _) in SCENARIOS.items() for e in expected]
     deadline = time.monotonic() + DEADLINE
     while remaining and time.monotonic() < deadline:
-        now_alerts = active_alerts(stack, 'alertstate=~"firing|pending"')
-        for node_name in sorted(remaining):
-            _, _, alert, severity, _ = SCENARIOS[node_name]
-            states = {st for a, i, s, st in now_alerts if a == alert and i == node_name and s == severity}
+        now_alerts = alert_series(stack, 'alertstate=~"firing|pending"')
+        for key in list(remaining):
+            node_name, e = key
+            states = {l.get("alertstate") for l in now_alerts if matches(l, node_name, e)}
             elapsed = time.monotonic() - switched[node_name]
-            if states and node_name not in pending_seen:
-                pending_seen[node_name] = elapsed
+            if states and key not in pending_seen:
+                pending_seen[key] = elapsed
             if "firing" in states:
-                timings[node_name] = elapsed
-                remaining.discard(node_name)
+                fired[key] = elapsed
+                remaining.remove(key)
         time.sleep(0.5)
-    firing_now = active_alerts(stack, 'alertstate="firing"')
-    for node_name, (kind, arg, alert, severity, _) in SCENARIOS.items():
-        others = sorted({a for a, i, s, st in firing_now if i == node_name and a not in (alert, KERNEL_CLOCK_ALERT)})
-        if node_name in timings:
-            detail = (f"{alert}{{severity={severity}}} firing after {timings[node_name]:.1f}s "
-                      f"(expression true after {pending_seen.get(node_name, timings[node_name]):.1f}s)"
-                      + (f"; also firing: {', '.join(others)}" if others else ""))
-            results.check(f"scenario {node_name} ({kind} {arg}): alert fires", True, detail)
-        else:
-            results.check(f"scenario {node_name} ({kind} {arg}): alert fires", False,
-                          f"{alert}{{severity={severity}}} not firing within {DEADLINE}s"
-                          + (f" (pending after {pending_seen[node_name]:.1f}s)" if node_name in pending_seen else "")
-                          + f"; firing on that node: {others}")
+    firing_now = alert_series(stack, 'alertstate="firing"')
+    timings = {}
+    for node_name, (kind, arg, expected, _) in SCENARIOS.items():
+        for e in expected:
+            key = (node_name, e)
+            name = f"scenario {node_name} ({kind} {arg}): {describe(e)} fires"
+            if key in fired:
+                results.check(name, True, f"after {fired[key]:.1f}s (expression true after {pending_seen.get(key, fired[key]):.1f}s)")
+            else:
+                results.check(name, False, f"not firing within {DEADLINE}s"
+                              + (f" (pending after {pending_seen[key]:.1f}s)" if key in pending_seen else ""))
+        others = sorted({shown(l) for l in firing_now if l.get("instance") == node_name
+                         and not any(matches(l, node_name, e) for e in expected) and l.get("alertname") != KERNEL_CLOCK_ALERT})
+        if others:
+            info(f"{node_name}: also firing: {', '.join(others)}")
+        if all((node_name, e) in fired for e in expected):
+            timings[node_name] = max(fired[(node_name, e)] for e in expected)
+    unavailable_descriptions(results, stack)
 
-    # While every scenario is on, the fleet dashboard must show it.
-    fleet = boards["imds-fleet"]
+    # A blip while the scenarios are on: its count must show on the dashboards checked below.
+    blip = run_blip(results, stack)
+    if blip is not None:
+        timings[f"{BLIP_NODE} (from the outage's end)"] = blip
+
+    # While every scenario is on, the dashboards must show it.
+    fleet, node_board = boards["imds-fleet"], boards["imds-node"]
     for title, (test, wording) in FLEET_UNDER_FAILURE.items():
-        try:
-            values = stack.prom.vector(substitute(panel_expr(fleet, title), ".*"))
-            value = values[0][1] if values else None
-            results.check(f"failures: fleet panel {title!r} shows them", value is not None and test(value),
-                          f"value {value}, want {wording}")
-        except PromError as e:
-            results.check(f"failures: fleet panel {title!r} shows them", False, str(e))
-    # The failure panels, empty when healthy, must have data now (instant and range queries): the
-    # fleet's for all nodes, the node dashboard's for the node in an outage.
+        check_value(results, stack, fleet, title, ".*", test, wording, "failures")
+    for title, wants in FLEET_BY_SDK.items():
+        check_values_by_sdk(results, stack, fleet, title, ".*", wants, "failures")
+    for (node_name, title), wants in NODE_BY_SDK.items():
+        check_values_by_sdk(results, stack, node_board, title, node_name, wants, "failures")
+    check_value(results, stack, node_board, "Outages in the range", BLIP_NODE, lambda v: v == 1, "1 (the blip)", "failures")
+    # The panels empty when healthy must have data now (instant and range queries): the failure
+    # panels of the fleet and of the node in an outage, the outage panels of the fleet and the blip node.
     only = failure_panels(empty)
     results.check("failures: empty-when-healthy.json lists failure panels to check", len(only) >= 3, str(sorted(only)))
     check_dashboard_queries(results, stack, boards, lambda *_: None, "failures", only=only,
                             instances={"imds-fleet": ".*", "imds-node": FAILING_NODE})
+    only = outage_panels(empty)
+    results.check("failures: empty-when-healthy.json lists outage panels to check", len(only) >= 3, str(sorted(only)))
+    check_dashboard_queries(results, stack, boards, lambda *_: None, "outage", only=only,
+                            instances={"imds-fleet": ".*", "imds-node": BLIP_NODE})
     problems = {l.get("instance"): v for l, v in stack.prom.vector(substitute(panel_expr(fleet, "Worst nodes", "problems"), ".*"))}
-    bad = {n for n in SCENARIOS if problems.get(n, 0) < 1}
-    results.check("failures: Worst nodes table counts problems on every broken node and none on the healthy one",
+    bad = {n for n in [*SCENARIOS, BLIP_NODE] if problems.get(n, 0) < 1}
+    results.check("failures: Worst nodes table counts problems on every broken node (the blip's outage too) and none on the healthy one",
                   not bad and problems.get(HEALTHY) == 0,
                   ", ".join(f"{k}={v:g}" for k, v in sorted(problems.items())))
 
     # Back to healthy.
-    for node_name, (kind, arg, alert, severity, _) in SCENARIOS.items():
+    for node_name, (kind, arg, _, _) in SCENARIOS.items():
         node = stack.node(node_name)
         if kind == "scenario":
             node.switch("healthy")
         else:
             node.clock_offset("0")
     back = time.monotonic()
-    for node_name, (kind, arg, alert, severity, follows_state) in SCENARIOS.items():
-        if not follows_state:
-            info(f"{node_name}: {alert} looks at 5-minute rate windows; it resolves 5 min after healthy returns (not waited for)")
+    for node_name, (kind, arg, expected, _) in SCENARIOS.items():
+        for e in expected:
+            if not e[3]:
+                info(f"{node_name}: {e[0]} looks at 5-minute rate windows; it resolves 5 min after healthy returns (not waited for)")
+        following = [e for e in expected if e[3]]
+        if not following:
             continue
+        what = ", ".join(describe(e) for e in following)
         try:
-            wait_for(f"{alert} on {node_name} to resolve",
-                     lambda: not any(a == alert and i == node_name for a, i, s, st in active_alerts(stack, 'alertstate=~"firing|pending"')),
+            wait_for(f"{what} on {node_name} to resolve",
+                     lambda: not any(matches(l, node_name, e) for l in alert_series(stack, 'alertstate=~"firing|pending"')
+                                     for e in following),
                      30)
-            results.check(f"recovery {node_name}: {alert} resolves after the switch back", True,
+            results.check(f"recovery {node_name}: {what} resolve after the switch back", True,
                           f"after {time.monotonic() - back:.1f}s")
         except TimeoutError as e:
-            results.check(f"recovery {node_name}: {alert} resolves after the switch back", False, str(e))
+            results.check(f"recovery {node_name}: {what} resolve after the switch back", False, str(e))
+    # Failures that ended are outage windows now (not asserted: a report of what the rules make of it).
+    outage_nodes = sorted({l.get("instance") for l in alert_series(stack, f'alertname="{OUTAGE}", alertstate=~"firing|pending"')})
+    info(f"after the switch back, {OUTAGE} is active on: {', '.join(outage_nodes) or 'no node'}")
     return timings
 
 
@@ -493,7 +711,8 @@ def main():
     info(f"kernel clock: {kernel_detail} -> "
          f"{'unreadable' if not kernel_readable else 'unsynchronised' if kernel_unsync else 'synchronised'}")
 
-    stack = Stack(args.binary, [HEALTHY, *SCENARIOS], rotate_every="20s", lifetime="1h", rule_for="5s")
+    stack = Stack(args.binary, [HEALTHY, *SCENARIOS, BLIP_NODE], rotate_every="20s", lifetime="1h", rule_for="5s",
+                  node_args={n: flags for n, (_, _, _, flags) in SCENARIOS.items() if flags})
     timings = {}
     try:
         stack.start()
@@ -518,6 +737,15 @@ def main():
             stack, f'instance="{HEALTHY}", alertstate=~"firing|pending", severity=~"warning|critical"', window)
             if a != KERNEL_CLOCK_ALERT})
         results.check("isolation: the healthy node had no warning/critical alert during the whole run", not leaked, str(leaked))
+        for node_name in NEVER_CRITICAL:
+            critical = sorted({f"{shown(l)} {l.get('alertstate')}" for l in alert_series(
+                stack, f'instance="{node_name}", severity="critical"', window)})
+            results.check(f"isolation: {node_name} ({' '.join(SCENARIOS[node_name][3])}) had no critical alert pending or "
+                          "firing during the whole run", not critical, str(critical))
+        for node_name, allowed in ONLY_UNAVAILABLE.items():
+            paged = {l.get("sdk") for l in alert_series(stack, f'instance="{node_name}", alertname="{UNAVAILABLE}"', window)}
+            results.check(f"isolation: {UNAVAILABLE} on {node_name} only for {', '.join(sorted(allowed)) or 'no family'}, "
+                          "pending or firing, during the whole run", paged == allowed, f"sdk values {sorted(paged)}")
         info(f"{len(checked)} dashboard queries executed")
     except Exception as e:  # a broken setup is a failure, reported with the logs
         results.check("setup and run", False, f"{type(e).__name__}: {e}")
@@ -529,7 +757,8 @@ def main():
             info(f"logs kept in {stack.workdir}")
 
     if timings:
-        info("firing times: " + ", ".join(f"{n.removeprefix('e2e-')} {t:.1f}s" for n, t in timings.items()))
+        info("firing times (the last alert of each node): "
+             + ", ".join(f"{n.removeprefix('e2e-')} {t:.1f}s" for n, t in timings.items()))
     info(f"total {time.monotonic() - started:.0f}s")
     if results.failures:
         info("failed: " + "; ".join(results.failures))

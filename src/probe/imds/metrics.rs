@@ -1,16 +1,18 @@
 //! The IMDS probe's own series: request latency and failures by phase, the credentials'
-//! expiry and rotation, the instance's identity, and the IMDSv1 posture. Names, HELP and labels
-//! here are part of the contract in `tests/fixtures/metrics.golden`.
+//! expiry and rotation, the instance's identity, the IMDSv1 posture, and each SDK family's
+//! verdict. Names, HELP and labels here are part of the contract in
+//! `tests/fixtures/metrics.golden`.
 
 use std::sync::Mutex;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
 };
 
 use super::report::ImdsRun;
-use crate::labels::{Phase, Reason};
+use super::sdk::Verdict;
+use crate::labels::{Phase, Reason, Sdk};
 use crate::metrics::{Families, OptionalGauge, background_help as help, unix_seconds};
 
 /// Buckets of `imds_request_duration_seconds`: from a healthy IMDS (about a millisecond) to the
@@ -33,13 +35,18 @@ pub struct ImdsFamilies {
     credentials_info: IntGaugeVec,
     /// The labels of the one `imds_credentials_info` series.
     credentials_labels: Mutex<Option<(String, String)>>,
-    v1_enabled: IntGauge,
+    v1_enabled: OptionalGauge,
     instance_info: IntGaugeVec,
+    sdk_available: IntGaugeVec,
+    sdk_wait: GaugeVec,
+    /// The families whose verdicts are recorded.
+    sdks: Vec<Sdk>,
 }
 
 impl ImdsFamilies {
-    /// Every phase's latency and every phase/reason failure series, at zero.
-    pub fn new() -> Self {
+    /// Every phase's latency and every phase/reason failure series, at zero; verdicts for `sdks`
+    /// once the first run has been recorded.
+    pub fn new(sdks: &[Sdk]) -> Self {
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "imds_request_duration_seconds",
@@ -100,11 +107,10 @@ impl ImdsFamilies {
             )
             .expect("valid metric"),
             credentials_labels: Mutex::new(None),
-            v1_enabled: IntGauge::new(
+            v1_enabled: OptionalGauge::new(
                 "imds_v1_enabled",
-                help("Whether IMDS answers token-less (IMDSv1) requests (1) or requires tokens (0); keeps the last answer while IMDS does not answer, 0 before the first. A security finding, not an outage."),
-            )
-            .expect("valid metric"),
+                &help("Whether IMDS answers token-less (IMDSv1) requests (1) or requires tokens (0); keeps the last answer while IMDS does not answer, absent until IMDS has answered one. A security finding, not an outage."),
+            ),
             instance_info: IntGaugeVec::new(
                 Opts::new(
                     "imds_instance_info",
@@ -120,6 +126,35 @@ impl ImdsFamilies {
                 ],
             )
             .expect("valid metric"),
+            sdk_available: IntGaugeVec::new(
+                Opts::new(
+                    "imds_sdk_credentials_available",
+                    help("Whether a client of this SDK family, created at the time of the last run with the SDK's default IMDS settings, would get credentials (1) or not (0): the SDK's own algorithm (timeouts, retries, IMDSv1 fallback) replayed over what the run saw."),
+                ),
+                &["sdk"],
+            )
+            .expect("valid metric"),
+            sdk_wait: GaugeVec::new(
+                Opts::new(
+                    "imds_sdk_credentials_wait_seconds",
+                    help("How long a client of this SDK family, created at the time of the last run, would wait for its credentials or for its failure, fallbacks and retries included; +Inf when it would never settle."),
+                ),
+                &["sdk"],
+            )
+            .expect("valid metric"),
+            sdks: sdks.to_vec(),
+        }
+    }
+
+    /// Records each configured family's verdict.
+    pub fn record_verdicts(&self, verdicts: &[(Sdk, Verdict)]) {
+        for (sdk, v) in verdicts.iter().filter(|(s, _)| self.sdks.contains(s)) {
+            self.sdk_available
+                .with_label_values(&[sdk.as_str()])
+                .set(i64::from(v.available));
+            self.sdk_wait
+                .with_label_values(&[sdk.as_str()])
+                .set(v.wait_seconds);
         }
     }
 
@@ -165,7 +200,7 @@ impl ImdsFamilies {
                 .set(1);
         }
         if let Some(v1) = run.v1_enabled {
-            self.v1_enabled.set(i64::from(v1));
+            self.v1_enabled.set(f64::from(u8::from(v1)));
         }
     }
 
@@ -188,12 +223,6 @@ impl ImdsFamilies {
     }
 }
 
-impl Default for ImdsFamilies {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Families for ImdsFamilies {
     fn collectors(&self) -> Vec<Box<dyn Collector>> {
         vec![
@@ -207,6 +236,8 @@ impl Families for ImdsFamilies {
             Box::new(self.credentials_info.clone()),
             Box::new(self.v1_enabled.clone()),
             Box::new(self.instance_info.clone()),
+            Box::new(self.sdk_available.clone()),
+            Box::new(self.sdk_wait.clone()),
         ]
     }
 }

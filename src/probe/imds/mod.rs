@@ -1,172 +1,53 @@
 //! The IMDS probe: one run does what an SDK does when it creates a client.
 //!
-//! Owns the IMDS side: its configuration ([`ImdsConfig`]), the token PUT, the role and
-//! credentials GETs, the hourly metadata GETs and the IMDSv1 posture check, each with its own
-//! deadline and timed with a monotonic clock ([`ImdsProber`], an [`ImdsRun`] report), and the
-//! series they are recorded in ([`metrics`]). The HTTP exchange itself is in [`http`], shared
-//! with `check`; documents are parsed in [`super::credentials`].
+//! Owns the IMDS side: the token PUT, the role and credentials GETs, the hourly metadata GETs and
+//! the IMDSv1 posture check, each with its own deadline and timed with a monotonic clock
+//! ([`ImdsProber`], an [`ImdsRun`] report), what each SDK family would make of them ([`sdk`]), the
+//! outage watch between runs ([`watch`]), and the series they are recorded in ([`metrics`]). The
+//! HTTP exchange itself is in [`http`], shared with `check`; documents are parsed in
+//! [`super::credentials`].
 //!
-//! Layout: this file (config, the run, the scheduled probe), `http` (the one exchange with
-//! IMDS and how it fails), `report` (what a run saw), `metrics` (the IMDS families).
+//! Layout: this file (the run, the scheduled probe), `config` (`ImdsConfig`, the endpoint's
+//! check), `protocol` (paths, headers, the token), `http` (the one exchange with IMDS and how it
+//! fails), `report` (what a run saw), `sdk` (the SDK families' replay), `watch` (the outage
+//! watch), `metrics` (the IMDS families).
 
+pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod protocol;
 pub mod report;
+pub mod sdk;
+pub mod watch;
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use reqwest::Method;
 use zeroize::Zeroizing;
 
+pub use self::config::{ImdsConfig, redacted_endpoint};
 pub use self::http::{MAX_BODY_BYTES, RequestError};
+pub use self::protocol::SessionToken;
 pub use self::report::{ImdsRun, PhaseResult};
 
-use self::http::{Answer, ImdsHttp};
+use self::config::Endpoint;
+use self::http::{Answer, DocumentAnswer, ImdsHttp};
 use self::metrics::ImdsFamilies;
+use self::protocol::{
+    IDENTITY_PATH, INFO_PATH, ROLE_LIST_PATH, TOKEN_HEADER, TOKEN_PATH, TOKEN_TTL_HEADER,
+    token_text,
+};
+use self::sdk::{DocShape, Exchange, RoleShape, Seen, TokenShape};
+use self::watch::{OutageWatch, WatchTarget};
 use super::credentials::{self, CredentialsDoc, KeyIdHasher, RotationTracker};
-use super::{Failure, Prober, Schedule};
+use super::{Failure, Prober};
 use crate::config::ConfigError;
-use crate::labels::{Phase, Probe, Reason};
+use crate::labels::{Phase, Probe, Reason, Sdk};
 use crate::metrics::{Metrics, Recorded};
 
+/// How often the slow-moving metadata (`iam/info`, the identity document) is fetched again.
 pub const METADATA_REFRESH: Duration = Duration::from_secs(3600);
-
-const TOKEN_PATH: &str = "/latest/api/token";
-const TOKEN_TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
-const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
-const ROLE_LIST_PATH: &str = "/latest/meta-data/iam/security-credentials/";
-const INFO_PATH: &str = "/latest/meta-data/iam/info";
-const IDENTITY_PATH: &str = "/latest/dynamic/instance-identity/document";
-
-/// The IMDS probe's settings (flags `--imds.*`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImdsConfig {
-    /// Base URL, e.g. `http://169.254.169.254`, without a trailing slash.
-    pub endpoint: String,
-    /// Time between probe runs (before jitter).
-    pub interval: Duration,
-    /// Deadline of each request (connect + send + full body).
-    pub timeout: Duration,
-    /// Requested token lifetime: whole seconds, 1 s to 6 h.
-    pub token_ttl: Duration,
-}
-
-impl ImdsConfig {
-    /// IMDS on EC2, for real nodes only. Tests and demos always pass loopback.
-    pub const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
-    /// The SDKs' variable for another endpoint, honoured as they honour it.
-    pub const ENDPOINT_VARIABLE: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
-    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
-    /// The SDKs' default, so the exporter feels what they feel.
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
-    /// The longest token IMDS issues (6 h); also the default.
-    pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(21600);
-
-    /// The endpoint in force: the flag, then the SDKs' variable (`sdk_variable`, its value if
-    /// set), then EC2's.
-    pub fn endpoint_from(flag: Option<String>, sdk_variable: Option<String>) -> String {
-        flag.or_else(|| sdk_variable.filter(|s| !s.trim().is_empty()))
-            .unwrap_or_else(|| Self::DEFAULT_ENDPOINT.to_string())
-    }
-
-    /// Checks what the types cannot; the error names the flag.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::config::interval("imds.interval", self.interval)?;
-        crate::config::timeout("imds.timeout", self.timeout)?;
-        if self.token_ttl.subsec_nanos() != 0
-            || self.token_ttl.is_zero()
-            || self.token_ttl > Self::MAX_TOKEN_TTL
-        {
-            return Err(ConfigError::new(
-                "imds.token-ttl",
-                format!(
-                    "must be whole seconds from 1s to 21600s (6h), got {}",
-                    crate::config::human(self.token_ttl)
-                ),
-            ));
-        }
-        Endpoint::parse(&self.endpoint)?;
-        Ok(())
-    }
-
-    /// When the probe runs. A run makes at most six requests of `timeout` each; the deadline
-    /// leaves room for all of them and is never shorter than the interval.
-    pub fn schedule(&self) -> Schedule {
-        Schedule {
-            interval: self.interval,
-            deadline: (self.timeout * 7).max(self.interval),
-        }
-    }
-}
-
-impl Default for ImdsConfig {
-    fn default() -> Self {
-        Self {
-            endpoint: Self::DEFAULT_ENDPOINT.into(),
-            interval: Self::DEFAULT_INTERVAL,
-            timeout: Self::DEFAULT_TIMEOUT,
-            token_ttl: Self::MAX_TOKEN_TTL,
-        }
-    }
-}
-
-/// A checked endpoint: `http://host[:port]`, no path, no query.
-struct Endpoint(reqwest::Url);
-
-impl Endpoint {
-    fn parse(endpoint: &str) -> Result<Self, ConfigError> {
-        let trimmed = endpoint.trim_end_matches('/');
-        let bad = || {
-            ConfigError::new(
-                "imds.endpoint",
-                format!(
-                    "{:?} must be an http:// URL such as {}",
-                    redacted_endpoint(endpoint),
-                    ImdsConfig::DEFAULT_ENDPOINT
-                ),
-            )
-        };
-        let url = reqwest::Url::parse(trimmed).map_err(|_| bad())?;
-        if url.scheme() != "http"
-            || url.host().is_none()
-            || url.path() != "/"
-            || url.query().is_some()
-            || url.fragment().is_some()
-        {
-            return Err(bad());
-        }
-        Ok(Self(url))
-    }
-}
-
-/// The IMDSv2 session token. Redacted in `Debug`, wiped on drop.
-pub struct SessionToken(Zeroizing<String>);
-
-impl fmt::Debug for SessionToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionToken(<redacted>)")
-    }
-}
-
-/// The endpoint as it may be shown (logs, the landing page, errors): user information, if a
-/// URL carries any, is replaced by `***` (IMDS takes none, but a password must never be printed).
-pub fn redacted_endpoint(endpoint: &str) -> String {
-    // Everything up to the last `@` goes, wherever it is: a password may itself hold a `/`
-    // (`http://user:pa/ss@host` does not even parse), and over-redacting a path is harmless.
-    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
-    let rest = match rest.rfind('@') {
-        Some(at) => format!("***@{}", &rest[at + 1..]),
-        None => rest.to_string(),
-    };
-    let scheme = if scheme.is_empty() {
-        String::new()
-    } else {
-        format!("{scheme}://")
-    };
-    format!("{scheme}{rest}")
-}
 
 /// The IMDS prober: an HTTP client plus the state that spans runs. `check` runs it once; the
 /// exporter schedules it as an [`ImdsProbe`].
@@ -175,10 +56,14 @@ pub struct ImdsProber {
     http: ImdsHttp,
     hasher: KeyIdHasher,
     rotation: RotationTracker,
-    metadata_fetched_at: Option<Instant>,
+    /// When `iam/info` and the identity document are fetched next.
+    info: Refresh,
+    identity: Refresh,
     role: Option<String>,
     /// The role the last run's role list named, kept even when its credentials then failed.
     listed_role: Option<String>,
+    /// Where the token and role of a successful run go, for the outage watch.
+    watch: Option<WatchTarget>,
 }
 
 impl ImdsProber {
@@ -195,9 +80,11 @@ impl ImdsProber {
             http,
             hasher: KeyIdHasher::default(),
             rotation: RotationTracker::default(),
-            metadata_fetched_at: None,
+            info: Refresh::default(),
+            identity: Refresh::default(),
             role: None,
             listed_role: None,
+            watch: None,
         })
     }
 
@@ -217,6 +104,12 @@ impl ImdsProber {
     }
 
     /// One probe run. Never fails as a whole: every failure is in the report.
+    ///
+    /// The exporter's own chain is the IMDSv2 one every SDK tries first: token, role list,
+    /// credentials. A few more requests are made only when an SDK verdict needs them: one
+    /// repeat of a request answered 5xx or 401 (Rust and Go retry those), and the token-less
+    /// credentials document when the token was not one every SDK can use and IMDSv1 named a
+    /// role (botocore, JavaScript and Go fall back to IMDSv1).
     pub async fn run(&mut self) -> ImdsRun {
         let start = Instant::now();
         let mut run = ImdsRun {
@@ -232,29 +125,34 @@ impl ImdsProber {
         if let Ok(token) = &token {
             self.refresh_metadata(token, &mut run).await;
         }
-        run.v1_enabled = self.check_v1(&mut run).await;
+        let (v1, v1_role) = self.check_v1(&mut run).await;
+        run.v1_enabled = v1;
+        let token_for_all = run.evidence.token_for_every_sdk();
+        if let (false, Some(role)) = (token_for_all, v1_role) {
+            let path = format!("{ROLE_LIST_PATH}{role}");
+            let (_, seen) = self.document(&mut run, Phase::ImdsV1, &path, &[]).await;
+            run.evidence.v1_credentials = Some(seen);
+        }
         run.duration = start.elapsed();
         run
     }
 
     async fn fetch_token(&self, run: &mut ImdsRun) -> Result<SessionToken, Reason> {
         let ttl = self.config.token_ttl.as_secs().to_string();
-        let answer = self
-            .timed(
-                run,
-                Phase::Token,
-                Method::PUT,
-                TOKEN_PATH,
-                &[(TOKEN_TTL_HEADER, &ttl)],
-            )
-            .await?;
+        let headers = [(TOKEN_TTL_HEADER, ttl.as_str())];
+        let mut attempt = self
+            .timed(run, Phase::Token, Method::PUT, TOKEN_PATH, &headers)
+            .await;
+        run.evidence.token = Some(attempt.token_seen());
+        if attempt.retried_by_sdks() {
+            attempt = self
+                .timed(run, Phase::Token, Method::PUT, TOKEN_PATH, &headers)
+                .await;
+            run.evidence.token_retry = Some(attempt.token_seen());
+        }
+        let answer = attempt.result?;
         // Lenient like botocore: a response without the TTL header is accepted.
-        // Trimmed in place: the only copy of the token outside the zeroized body is the one kept.
-        let token = std::str::from_utf8(&answer.body)
-            .ok()
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()));
-        match token {
+        match token_text(&answer.body) {
             Some(t) => Ok(SessionToken(Zeroizing::new(t.to_string()))),
             None => Err(record_error(
                 run,
@@ -269,104 +167,150 @@ impl ImdsProber {
         token: &SessionToken,
         run: &mut ImdsRun,
     ) -> Result<(String, CredentialsDoc), Reason> {
-        let t = token.0.as_str();
-        let answer = self
-            .timed(
-                run,
-                Phase::Role,
-                Method::GET,
-                ROLE_LIST_PATH,
-                &[(TOKEN_HEADER, t)],
-            )
-            .await?;
+        let headers = [(TOKEN_HEADER, token.0.as_str())];
+        let mut attempt = self
+            .timed(run, Phase::Role, Method::GET, ROLE_LIST_PATH, &headers)
+            .await;
+        run.evidence.role = Some(attempt.role_seen());
+        if attempt.retried_by_sdks() {
+            attempt = self
+                .timed(run, Phase::Role, Method::GET, ROLE_LIST_PATH, &headers)
+                .await;
+            run.evidence.role_retry = Some(attempt.role_seen());
+        }
+        let answer = attempt.result?;
         let role = credentials::parse_role_list(&answer.body)
             .map_err(|e| record_error(run, Phase::Role, e.into()))?;
         self.listed_role = Some(role.clone());
         let path = format!("{ROLE_LIST_PATH}{role}");
-        let answer = self
-            .timed(
-                run,
-                Phase::Credentials,
-                Method::GET,
-                &path,
-                &[(TOKEN_HEADER, t)],
-            )
-            .await?;
-        let doc = credentials::parse_credentials(&answer.body, &self.hasher)
-            .map_err(|e| record_error(run, Phase::Credentials, e.into()))?;
-        drop(answer); // wipes the raw document, secrets included
+        let (mut doc, seen) = self
+            .document(run, Phase::Credentials, &path, &headers)
+            .await;
+        let retry = retried_status(&seen.exchange);
+        run.evidence.credentials = Some(seen);
+        if retry {
+            let (again, seen) = self
+                .document(run, Phase::Credentials, &path, &headers)
+                .await;
+            run.evidence.credentials_retry = Some(seen);
+            doc = again;
+        }
+        let doc = doc?;
+        if let Some(watch) = &self.watch {
+            watch.set(token, &role);
+        }
         run.rotation = self.rotation.observe(&doc, Utc::now());
         if self.role.as_deref() != Some(role.as_str()) {
             // A new role: the instance profile may have changed too.
-            self.metadata_fetched_at = None;
+            self.info = Refresh::default();
             self.role = Some(role.clone());
         }
         Ok((role, doc))
     }
 
-    /// `iam/info` and the identity document: at start, hourly, and again after a failure.
+    /// The credentials document, parsed as it streams in; the phase records any failure.
+    async fn document(
+        &self,
+        run: &mut ImdsRun,
+        phase: Phase,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (Result<CredentialsDoc, Reason>, Seen<DocShape>) {
+        let start = Instant::now();
+        let (result, exchange) = self.http.send_document(path, headers, &self.hasher).await;
+        let duration = start.elapsed();
+        let (doc, shape) = match result {
+            Ok(DocumentAnswer {
+                status: 200,
+                inspection: Some(Ok(inspection)),
+            }) => (
+                inspection.document.map_err(RequestError::from),
+                inspection.shape,
+            ),
+            Ok(DocumentAnswer {
+                status: 200,
+                inspection: Some(Err(e)),
+            }) => (Err(e.into()), DocShape::default()),
+            Ok(DocumentAnswer { status, .. }) => {
+                (Err(RequestError::Status(status)), DocShape::default())
+            }
+            Err(e) => (Err(e), DocShape::default()),
+        };
+        let (doc, error) = match doc {
+            Ok(doc) => (Ok(doc), None),
+            Err(e) => (Err(e.reason()), Some(e)),
+        };
+        run.phases.push(PhaseResult {
+            phase,
+            duration,
+            error,
+        });
+        (doc, Seen { exchange, shape })
+    }
+
+    /// `iam/info` and the identity document: at start, then hourly. A definitive answer that is
+    /// not the document (a 404, a 5xx, an unusable body) is not asked again at every run: the
+    /// next try waits, five minutes at first and doubling up to the hour; only a request that
+    /// got no answer at all is tried again at the next run.
     async fn refresh_metadata(&mut self, token: &SessionToken, run: &mut ImdsRun) {
-        if self
-            .metadata_fetched_at
-            .is_some_and(|at| at.elapsed() < METADATA_REFRESH)
-        {
-            return;
-        }
-        let t = token.0.as_str();
-        let mut ok = true;
+        let headers = [(TOKEN_HEADER, token.0.as_str())];
         // No role attached means no iam/info either (404); that is the credentials' alarm.
-        if self.role.is_some() {
-            if let Ok(answer) = self
-                .timed(
-                    run,
-                    Phase::Info,
-                    Method::GET,
-                    INFO_PATH,
-                    &[(TOKEN_HEADER, t)],
-                )
-                .await
-            {
-                match credentials::parse_info(&answer.body) {
-                    Ok(p) => run.profile = Some(p),
-                    Err(e) => {
-                        record_error(run, Phase::Info, e.into());
-                        ok = false;
-                    }
+        if self.role.is_some() && self.info.is_due() {
+            let attempt = self
+                .timed(run, Phase::Info, Method::GET, INFO_PATH, &headers)
+                .await;
+            let answered = attempt.answered();
+            match attempt.result.map(|a| credentials::parse_info(&a.body)) {
+                Ok(Ok(profile)) => {
+                    run.profile = Some(profile);
+                    self.info.fetched();
                 }
-            } else {
-                ok = false;
+                Ok(Err(e)) => {
+                    record_error(run, Phase::Info, e.into());
+                    self.info.refused();
+                }
+                Err(_) if answered => self.info.refused(),
+                Err(_) => {}
             }
         }
-        match self
-            .timed(
-                run,
-                Phase::Identity,
-                Method::GET,
-                IDENTITY_PATH,
-                &[(TOKEN_HEADER, t)],
-            )
-            .await
-        {
-            Ok(answer) => match credentials::parse_identity(&answer.body) {
-                Ok(id) => run.identity = Some(id),
-                Err(e) => {
-                    record_error(run, Phase::Identity, e.into());
-                    ok = false;
+        if self.identity.is_due() {
+            let attempt = self
+                .timed(run, Phase::Identity, Method::GET, IDENTITY_PATH, &headers)
+                .await;
+            let answered = attempt.answered();
+            match attempt.result.map(|a| credentials::parse_identity(&a.body)) {
+                Ok(Ok(id)) => {
+                    run.identity = Some(id);
+                    self.identity.fetched();
                 }
-            },
-            Err(_) => ok = false,
-        }
-        if ok {
-            self.metadata_fetched_at = Some(Instant::now());
+                Ok(Err(e)) => {
+                    record_error(run, Phase::Identity, e.into());
+                    self.identity.refused();
+                }
+                Err(_) if answered => self.identity.refused(),
+                Err(_) => {}
+            }
         }
     }
 
     /// Does IMDSv1 answer a token-less GET? 401 (tokens required) and 403 (IMDS disabled) mean
-    /// no; any other answer, 404 included, means yes. Transport failures leave it unknown.
-    async fn check_v1(&self, run: &mut ImdsRun) -> Option<bool> {
+    /// no; any other answer, 404 included, means yes. Transport failures leave it unknown. Also
+    /// returns the role the token-less list names, for the SDKs that fall back to it.
+    async fn check_v1(&self, run: &mut ImdsRun) -> (Option<bool>, Option<String>) {
         let start = Instant::now();
-        let result = self.request(Method::GET, ROLE_LIST_PATH, &[]).await;
+        let (result, exchange) = self.http.send(Method::GET, ROLE_LIST_PATH, &[]).await;
         let duration = start.elapsed();
+        let role = match &result {
+            Ok(a) if a.status == 200 => credentials::parse_role_list(&a.body).ok(),
+            _ => None,
+        };
+        run.evidence.v1_role = Some(Seen {
+            exchange,
+            shape: match &result {
+                Ok(a) if a.status == 200 => credentials::role_shape(&a.body),
+                _ => RoleShape::default(),
+            },
+        });
         let (verdict, error) = match result {
             Ok(a) if a.status == 401 || a.status == 403 => (Some(false), None),
             Ok(a) if a.status == 200 || a.status == 404 => (Some(true), None),
@@ -378,10 +322,10 @@ impl ImdsProber {
             duration,
             error,
         });
-        verdict
+        (verdict, role)
     }
 
-    /// Makes one request, records its phase result, and returns the answer only on HTTP 200.
+    /// Makes one request and records its phase result; the answer only on HTTP 200.
     async fn timed(
         &self,
         run: &mut ImdsRun,
@@ -389,42 +333,24 @@ impl ImdsProber {
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
-    ) -> Result<Answer, Reason> {
+    ) -> Attempt {
         let start = Instant::now();
-        let result = match self.request(method, path, headers).await {
-            Ok(a) if a.status == 200 => Ok(a),
-            Ok(a) => Err(RequestError::Status(a.status)),
-            Err(e) => Err(e),
-        };
+        let (result, exchange) = self.http.send(method, path, headers).await;
         let duration = start.elapsed();
-        match result {
-            Ok(answer) => {
-                run.phases.push(PhaseResult {
-                    phase,
-                    duration,
-                    error: None,
-                });
-                Ok(answer)
+        let (result, error) = match result {
+            Ok(a) if a.status == 200 => (Ok(a), None),
+            Ok(a) => {
+                let e = RequestError::Status(a.status);
+                (Err(e.reason()), Some(e))
             }
-            Err(e) => {
-                let reason = e.reason();
-                run.phases.push(PhaseResult {
-                    phase,
-                    duration,
-                    error: Some(e),
-                });
-                Err(reason)
-            }
-        }
-    }
-
-    async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<Answer, RequestError> {
-        self.http.send(method, path, headers).await
+            Err(e) => (Err(e.reason()), Some(e)),
+        };
+        run.phases.push(PhaseResult {
+            phase,
+            duration,
+            error,
+        });
+        Attempt { result, exchange }
     }
 }
 
@@ -438,19 +364,105 @@ fn record_error(run: &mut ImdsRun, phase: Phase, error: RequestError) -> Reason 
     reason
 }
 
+/// One request of a run: the answer (on HTTP 200) or why not, and how the exchange went.
+struct Attempt {
+    result: Result<Answer, Reason>,
+    exchange: Exchange,
+}
+
+impl Attempt {
+    /// A status the Rust and Go SDKs retry: 5xx and 401.
+    fn retried_by_sdks(&self) -> bool {
+        retried_status(&self.exchange)
+    }
+
+    /// IMDS answered with a status (as opposed to a timeout or a failed connection).
+    fn answered(&self) -> bool {
+        matches!(self.exchange, Exchange::Answered { .. })
+    }
+
+    fn token_seen(&self) -> Seen<TokenShape> {
+        Seen {
+            exchange: self.exchange,
+            shape: match &self.result {
+                Ok(a) => TokenShape {
+                    usable: token_text(&a.body).is_some(),
+                    ttl_header: a.ttl_header,
+                },
+                Err(_) => TokenShape::default(),
+            },
+        }
+    }
+
+    fn role_seen(&self) -> Seen<RoleShape> {
+        Seen {
+            exchange: self.exchange,
+            shape: match &self.result {
+                Ok(a) => credentials::role_shape(&a.body),
+                Err(_) => RoleShape::default(),
+            },
+        }
+    }
+}
+
+fn retried_status(x: &Exchange) -> bool {
+    matches!(x, Exchange::Answered { status, .. } if *status >= 500 || *status == 401)
+}
+
+/// When a slow-moving document is fetched next.
+#[derive(Debug, Default)]
+struct Refresh {
+    next: Option<Instant>,
+    /// The wait after the next refusal.
+    backoff: Option<Duration>,
+}
+
+impl Refresh {
+    /// After a refusal, the first wait; it doubles up to [`METADATA_REFRESH`].
+    const FIRST_BACKOFF: Duration = Duration::from_secs(300);
+
+    fn is_due(&self) -> bool {
+        self.next.is_none_or(|at| Instant::now() >= at)
+    }
+
+    fn fetched(&mut self) {
+        self.next = Some(Instant::now() + METADATA_REFRESH);
+        self.backoff = None;
+    }
+
+    /// IMDS answered, but not with the document.
+    fn refused(&mut self) {
+        let wait = self.backoff.unwrap_or(Self::FIRST_BACKOFF);
+        self.next = Some(Instant::now() + wait);
+        self.backoff = Some((wait * 2).min(METADATA_REFRESH));
+    }
+}
+
 /// The IMDS probe as the exporter schedules it: the prober and the series it records in.
 pub struct ImdsProbe {
     prober: ImdsProber,
     families: Recorded<ImdsFamilies>,
+    /// The last verdicts, to log a family's change once.
+    verdicts: Option<[(Sdk, sdk::Verdict); 4]>,
 }
 
 impl ImdsProbe {
     /// The prober for `config`, with its series registered in `metrics`.
     pub fn new(config: ImdsConfig, metrics: &Metrics) -> Result<Self, ConfigError> {
+        let families = metrics.register(ImdsFamilies::new(&config.sdks));
         Ok(Self {
             prober: ImdsProber::new(config)?,
-            families: metrics.register(ImdsFamilies::new()),
+            families,
+            verdicts: None,
         })
+    }
+
+    /// The outage watch for this probe's endpoint: it checks with the token and role of this
+    /// probe's last successful run.
+    pub fn outage_watch(&mut self, metrics: &Metrics) -> Result<OutageWatch, ConfigError> {
+        let target = WatchTarget::default();
+        self.prober.watch = Some(target.clone());
+        OutageWatch::new(&self.prober.config, target, metrics)
     }
 }
 
@@ -491,7 +503,29 @@ impl Prober for ImdsProbe {
         if let Some(r) = &run.rotation {
             tracing::info!(lead_seconds = r.lead_seconds, "credentials rotated");
         }
-        self.families.update().record(run);
+        let verdicts = sdk::verdicts(&run.evidence);
+        for (i, (family, v)) in verdicts.iter().enumerate() {
+            let before = self.verdicts.map(|old| old[i].1.available);
+            if before != Some(v.available) && self.prober.config.sdks.contains(family) {
+                tracing::info!(
+                    sdk = family.as_str(),
+                    available = v.available,
+                    wait_seconds = v.wait_seconds,
+                    "a new client of this SDK family would now {}",
+                    if v.available {
+                        "get credentials"
+                    } else {
+                        "get no credentials"
+                    }
+                );
+            }
+        }
+        self.verdicts = Some(verdicts);
+        {
+            let families = self.families.update();
+            families.record(run);
+            families.record_verdicts(&verdicts);
+        }
         let reason = run.failure_reason()?;
         // The phase whose error decided the run, for the log line.
         let detail = run
@@ -582,7 +616,7 @@ mod tests {
             ),
             (RequestError::Status(429), "throttled"),
             (RequestError::Status(302), "http_other"),
-            (RequestError::BodyTooLarge, "invalid_response"),
+            (RequestError::BodyTooLarge(65536), "invalid_response"),
             (
                 RequestError::Parse(credentials::ParseError::CodeNotSuccess { code: "X".into() }),
                 "code_not_success",

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::http::RequestError;
+use super::sdk::Evidence;
 use crate::labels::{Phase, Reason};
 use crate::probe::credentials::{CredentialsDoc, Identity, InstanceProfile, Rotation};
 
@@ -31,6 +32,8 @@ pub struct ImdsRun {
     pub identity: Option<Identity>,
     /// `Some(true)` if a token-less GET was answered, `Some(false)` if refused, `None` if unknown.
     pub v1_enabled: Option<bool>,
+    /// What the SDK verdicts read (see [`super::sdk`]).
+    pub evidence: Evidence,
 }
 
 impl ImdsRun {

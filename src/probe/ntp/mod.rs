@@ -157,19 +157,30 @@ pub async fn query(server: &str, timeout: Duration) -> Result<NtpSample, NtpErro
 
     // Room for extension fields and a MAC; only the header is read.
     let mut buf = [0u8; 1024];
-    let mut saw_mismatch = false;
+    // A datagram that does not answer this request (not a server reply, another version, another
+    // origin: a late reply to an earlier request, a stray or a spoofed packet) is set aside and
+    // the query waits on, as chrony and ntpd do; if nothing better arrives before the deadline,
+    // the failure says what was seen rather than "timeout". A reply to this request is final,
+    // valid or not.
+    let mut set_aside = None;
     loop {
         let received = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
-            Err(_) if saw_mismatch => return Err(NtpError::OriginMismatch),
-            Err(_) => return Err(NtpError::Timeout),
+            Err(_) => return Err(set_aside.unwrap_or(NtpError::Timeout)),
             Ok(result) => result.map_err(connect_err("recv"))?,
         };
         let t4 = t1.wrapping_add(duration_to_ntp_units(t1_mono.elapsed()));
         match sample_from_reply(&buf[..received], t1, t4) {
-            Err(NtpError::OriginMismatch) => saw_mismatch = true,
+            Err(e) if !answers_request(&buf[..received], t1) => set_aside = Some(e),
             other => return other,
         }
     }
+}
+
+/// Whether `datagram` is a server's reply to the request whose transmit timestamp was `t1`.
+fn answers_request(datagram: &[u8], t1: u64) -> bool {
+    packet::Packet::decode(datagram).is_ok_and(|p| {
+        p.mode == packet::MODE_SERVER && matches!(p.version, 3 | 4) && p.origin_timestamp == t1
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -605,6 +616,59 @@ mod tests {
         .await;
         let sample = query(&addr, Duration::from_secs(2)).await.expect("sample");
         assert!((sample.offset_seconds - 0.5).abs() < 0.010, "{sample:?}");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn malformed_datagrams_before_the_reply_are_ignored() {
+        let (addr, task) = spawn_server(|req| {
+            let Some(good) = server_reply(req, SystemTime::now(), 0.5, 2) else {
+                return vec![];
+            };
+            let mut client_mode = good.to_vec();
+            client_mode[0] = (client_mode[0] & !0b111) | 3;
+            vec![
+                b"garbage".to_vec(),
+                vec![0u8; 48],
+                client_mode,
+                good.to_vec(),
+            ]
+        })
+        .await;
+        let sample = query(&addr, Duration::from_secs(2)).await.expect("sample");
+        assert!((sample.offset_seconds - 0.5).abs() < 0.010, "{sample:?}");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn only_malformed_datagrams_end_as_what_was_seen_at_the_deadline() {
+        let (addr, task) = spawn_server(|_| vec![b"garbage".to_vec()]).await;
+        let started = std::time::Instant::now();
+        let err = query(&addr, Duration::from_millis(300)).await.unwrap_err();
+        assert_eq!(
+            err.reason(),
+            crate::labels::Reason::InvalidResponse,
+            "{err}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(280),
+            "waited for the deadline"
+        );
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn an_unsynchronised_server_fails_the_query_with_its_own_reason() {
+        let (addr, task) = spawn_server(|req| {
+            let Some(mut reply) = server_reply(req, SystemTime::now(), 1000.0, 2) else {
+                return vec![];
+            };
+            reply[0] |= 0b1100_0000; // leap indicator 3
+            vec![reply.to_vec()]
+        })
+        .await;
+        let err = query(&addr, Duration::from_secs(2)).await.unwrap_err();
+        assert_eq!(err.reason(), crate::labels::Reason::Unsynchronized, "{err}");
         task.abort();
     }
 

@@ -69,6 +69,11 @@ pub enum NtpError {
     /// reply to an earlier request, or a spoofed one.
     #[error("ntp reply origin timestamp does not match our request")]
     OriginMismatch,
+    /// Leap indicator 3 ("alarm: clock not synchronised") or stratum 16: the server's own clock
+    /// is not synchronised, and RFC 5905 clients do not take its time. Trusting it would let a
+    /// server that is starting up or has lost its sources page a clock-skew alert.
+    #[error("ntp server is not synchronised (leap indicator {leap}, stratum {stratum})")]
+    Unsynchronized { leap: u8, stratum: u8 },
 }
 
 impl NtpError {
@@ -80,6 +85,7 @@ impl NtpError {
             NtpError::InvalidResponse(_) => Reason::InvalidResponse,
             NtpError::KissOfDeath(_) => Reason::KissOfDeath,
             NtpError::OriginMismatch => Reason::OriginMismatch,
+            NtpError::Unsynchronized { .. } => Reason::Unsynchronized,
         }
     }
 }
@@ -251,8 +257,14 @@ pub fn validate_reply(packet: &Packet, sent_transmit: u64) -> Result<(), NtpErro
     if packet.stratum == 0 {
         return Err(NtpError::KissOfDeath(kiss_code(packet.reference_id)));
     }
-    if packet.stratum > 15 {
-        // 16 is "unsynchronised" in RFC 5905; servers starting up send it with leap 3.
+    if packet.leap == 3 || packet.stratum == 16 {
+        // RFC 5905 "unsynchronised"; servers starting up send both.
+        return Err(NtpError::Unsynchronized {
+            leap: packet.leap,
+            stratum: packet.stratum,
+        });
+    }
+    if packet.stratum > 16 {
         return Err(NtpError::InvalidResponse(format!(
             "stratum {}, want 1..=15",
             packet.stratum
@@ -588,7 +600,8 @@ mod tests {
                 with(|p| p.receive_timestamp = 0),
                 "invalid_response",
             ),
-            ("stratum 16", with(|p| p.stratum = 16), "invalid_response"),
+            ("stratum 16", with(|p| p.stratum = 16), "unsynchronized"),
+            ("stratum 17", with(|p| p.stratum = 17), "invalid_response"),
             (
                 "stratum 0 is a kiss",
                 with(|p| p.stratum = 0),
@@ -635,12 +648,23 @@ mod tests {
     }
 
     #[test]
-    fn leap_indicator_3_is_reported_not_rejected() {
+    fn an_unsynchronised_server_is_refused_with_its_own_reason() {
         let t1 = ntp(3_900_000_000, 0);
+        for (leap, stratum) in [(3, 2), (3, 16), (0, 16)] {
+            let mut p = good_reply(t1);
+            p.leap = leap;
+            p.stratum = stratum;
+            let err = sample_from_reply(&p.encode(), t1, t1).unwrap_err();
+            assert_eq!(
+                err.reason(),
+                Reason::Unsynchronized,
+                "leap {leap} stratum {stratum}"
+            );
+        }
+        // Leap 1 and 2 announce a leap second: the time is good.
         let mut p = good_reply(t1);
-        p.leap = 3;
-        let sample = sample_from_reply(&p.encode(), t1, t1).expect("valid");
-        assert_eq!(sample.leap, 3);
+        p.leap = 1;
+        assert_eq!(sample_from_reply(&p.encode(), t1, t1).unwrap().leap, 1);
     }
 
     #[test]
