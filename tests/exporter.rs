@@ -428,7 +428,7 @@ async fn a_short_outage_between_runs_is_counted_once_with_its_length() {
     config.imds.interval = Duration::from_secs(3600);
     config.imds.outage_check_interval = Duration::from_millis(200);
     let exporter = start_exporter(config).await;
-    let s = after_runs(&exporter, 1.0).await;
+    let s = first_run(&exporter).await;
     assert_eq!(value(&s, "imds_credentials_outages_total"), 0.0);
     // Let the watch see IMDS serve first.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -473,7 +473,7 @@ async fn the_sdk_verdicts_are_exported_for_the_families_asked_for() {
         imds_exporter::labels::Sdk::Rust,
     ];
     let exporter = start_exporter(config).await;
-    let s = after_runs(&exporter, 1.0).await;
+    let s = first_run(&exporter).await;
     // Behind a hop limit with IMDSv1 allowed, botocore falls back a second late; Rust never does.
     assert_eq!(
         value(&s, "imds_sdk_credentials_available{sdk=\"python\"}"),
@@ -492,4 +492,17 @@ async fn the_sdk_verdicts_are_exported_for_the_families_asked_for() {
     );
     exporter.shutdown().await;
     sim.shutdown().await;
+}
+
+/// The exposition once the first IMDS run has been recorded (for exporters whose interval is too
+/// long for a second one).
+async fn first_run(exporter: &imds_exporter::exporter::RunningExporter) -> Samples {
+    eventually(Duration::from_secs(20), "the first run", || async {
+        let s = scrape(exporter).await;
+        match value(&s, "imds_probe_runs_total{probe=\"imds\"}") {
+            n if n >= 1.0 => Ok(s),
+            n => Err(format!("runs {n}")),
+        }
+    })
+    .await
 }
