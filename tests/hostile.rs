@@ -269,3 +269,59 @@ async fn a_minimal_look_alike_succeeds_and_metadata_failures_do_not_fail_the_pro
     assert_eq!(failed(Phase::Identity), Some("server_error"));
     assert_eq!(run.v1_enabled, Some(false));
 }
+
+/// A token answer of 200 with a TTL header and an empty body: every SDK sends the empty token
+/// (a valid header value), so the run asks the role list with it, as they do, and records the
+/// answer for their verdicts (tests/sdk: Rust and Go retry its 401 for 3.5 s and 2 s). The
+/// run's own outcome stays the token's failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_token_is_tried_as_the_sdks_send_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let empty_token_gets = Arc::new(AtomicUsize::new(0));
+    let seen = empty_token_gets.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Some(head) = read_request(&mut stream).await else {
+                    return;
+                };
+                let head = head.to_ascii_lowercase();
+                let answer = if head.starts_with("put /latest/api/token ") {
+                    "HTTP/1.1 200 OK\r\nx-aws-ec2-metadata-token-ttl-seconds: 21600\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else {
+                    if head.contains("\r\nx-aws-ec2-metadata-token: \r\n") {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                    }
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let mut prober = ImdsProber::new(ImdsConfig {
+        endpoint: format!("http://{addr}"),
+        timeout: Duration::from_millis(500),
+        ..ImdsConfig::default()
+    })
+    .unwrap();
+    let run = prober.run().await;
+    assert_eq!(
+        run.failure_reason().map(|r| r.as_str()),
+        Some("invalid_response")
+    );
+    let token = run.evidence.token.expect("the token answer is recorded");
+    assert!(token.shape.empty && !token.shape.usable && token.shape.ttl_header);
+    // The role list with the empty token, and its repeat (Rust and Go retry a 401).
+    let role = run
+        .evidence
+        .role
+        .expect("the role list was asked with the empty token");
+    assert_eq!(role.exchange_status(), Some(401));
+    assert_eq!(
+        run.evidence.role_retry.map(|r| r.exchange_status()),
+        Some(Some(401))
+    );
+    assert_eq!(empty_token_gets.load(Ordering::SeqCst), 2);
+}

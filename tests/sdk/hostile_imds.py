@@ -6,11 +6,19 @@ Prints "hostile IMDS on http://127.0.0.1:PORT" first. Listens on 127.0.0.1 only.
 Control (like the simulator's /_sim/):
   POST /_hostile/mode/<name>     switch mode (400 lists the modes); resets the request log
   GET  /_hostile/log             the requests since the last switch: [{t, method, path, token, status}]
-                                 (t in seconds since the switch; token: whether one was sent)
+                                 (t in seconds since the switch; token: whether one was sent), and
+                                 "decoy_hits": connections to the redirect mode's decoy since then
 
 Every mode serves EC2's protocol (token PUT with TTL echo, tokens checked, IMDSv1 allowed: a
 token-less GET works) except for the one thing it breaks, so an SDK's fallback shows: after a
 token failure, credentials still arrive if and only if the SDK goes on token-less.
+
+The last modes are the behaviours of tests/hostile.rs, served to every request as there (the
+token PUT and every GET alike): garbage, redirect (302 to a decoy listener that accepts and
+closes, and counts), headers-then-hang, endless-chunked, huge-content-length, close-at-once,
+teapot, and the "minimal look-alike" (minimal_imds() there). Where hostile.rs holds or streams for
+30 s, these do for 60 s (HOLD), longer than any client's deadline; endless-chunked is paced
+(8 KiB every 5 ms) so that it flows without filling a client's memory or the machine's CPU.
 """
 
 from __future__ import annotations
@@ -59,8 +67,28 @@ MODES = {
     "outage": "every request accepted and held 60 s unanswered (logged on arrival, for timings)",
     "hop-limit": "the token PUT held 60 s unanswered (logged on arrival); token-less GETs work",
     "hop-limit-v2-only": "the token PUT held 60 s unanswered; token-less GETs get 401",
+    # tests/hostile.rs, every request alike:
+    "garbage": "every request gets bytes that are not HTTP, then the connection closes",
+    "redirect": "every request gets 302 to a decoy listener that accepts and closes (counted)",
+    "headers-then-hang": "every request gets a 200 head with Content-Length 100, then nothing for 60 s",
+    "endless-chunked": "every request gets a 200 with a chunked body that flows for 60 s",
+    "huge-content-length": "every request gets Content-Length 3000000000, 4 KiB, then nothing for 60 s",
+    "close-at-once": "every connection is closed as soon as its request has arrived",
+    "teapot": "every request gets 418 with an empty body",
+    "minimal": "the least a look-alike may answer: a fixed token without TTL header, tokens required, "
+    "a document with only AccessKeyId and Expiration, 500 elsewhere",
 }
+# The modes of tests/hostile.rs that answer every request the same raw way.
+RAW_MODES = {"garbage", "redirect", "headers-then-hang", "endless-chunked", "huge-content-length",
+             "close-at-once", "teapot"}
+MINIMAL_TOKEN = "minimal-token"
+MINIMAL_ROLE = "minimal-role"
 HOLD = 60.0
+
+
+# The redirect mode's decoy: a listener that accepts and closes (hostile.rs's decoy); its port,
+# and the connections it got since the last switch.
+DECOY = {"port": 0, "hits": 0}
 
 
 class State:
@@ -76,6 +104,7 @@ class State:
             self.counts: dict[str, int] = {}
             self.tokens: set[str] = set()
             self.access_key = "ASIAHOSTILE" + secrets.token_hex(5).upper()
+            DECOY["hits"] = 0
 
     def count(self, what: str) -> int:
         with self.lock:
@@ -84,6 +113,23 @@ class State:
 
 
 STATE = State("healthy")
+
+
+def start_decoy() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    DECOY["port"] = sock.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            conn, _ = sock.accept()
+            with STATE.lock:
+                DECOY["hits"] += 1
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
 
 
 def credentials_document(mode: str) -> str:
@@ -148,17 +194,59 @@ class Handler(BaseHTTPRequestHandler):
         while time.monotonic() < deadline:
             time.sleep(0.05)
             # The client hung up: nothing more to wait for.
-            try:
-                if self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
-                    break
-            except BlockingIOError:
-                pass
-            except OSError:
+            if self._client_gone():
                 break
         self.close_connection = True
 
     def _status(self, status: int) -> None:
         self._send(status, f"{status}\n")
+
+    def _client_gone(self) -> bool:
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def _raw(self, mode: str) -> None:
+        """tests/hostile.rs's behaviours, byte for byte, then the connection ends."""
+        self.close_connection = True
+        out = self.wfile
+        try:
+            if mode == "garbage":
+                out.write(b"\x00\x01\x02 not http at all\r\n\r\n")
+                self._record("garbage")
+            elif mode == "redirect":
+                out.write(
+                    f"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{DECOY['port']}/latest/api/token\r\n"
+                    "Content-Length: 0\r\n\r\n".encode()
+                )
+                self._record(302)
+            elif mode == "teapot":
+                out.write(b"HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n")
+                self._record(418)
+            elif mode == "close-at-once":
+                self._record("closed")
+            elif mode in ("headers-then-hang", "huge-content-length"):
+                length = 100 if mode == "headers-then-hang" else 3_000_000_000
+                out.write(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode())
+                if mode == "huge-content-length":
+                    out.write(b"x" * 4096)
+                out.flush()
+                self._hold()
+            elif mode == "endless-chunked":
+                out.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                self._record("streaming")
+                chunk = b"2000\r\n" + b"x" * 0x2000 + b"\r\n"
+                deadline = time.monotonic() + HOLD
+                while time.monotonic() < deadline:
+                    out.write(chunk)
+                    out.flush()
+                    time.sleep(0.005)
+            out.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def do_POST(self):
         if self.path.startswith("/_hostile/mode/"):
@@ -183,6 +271,10 @@ class Handler(BaseHTTPRequestHandler):
         mode = STATE.mode
         if mode in ("outage", "hop-limit", "hop-limit-v2-only"):
             return self._hold()
+        if mode in RAW_MODES:
+            return self._raw(mode)
+        if mode == "minimal":
+            return self._minimal()
         if self.path != TOKEN_PATH:
             return self._status(405)
         n = STATE.count("token")
@@ -212,7 +304,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/_hostile/log":
             with STATE.lock:
-                body = json.dumps({"mode": STATE.mode, "requests": STATE.log})
+                body = json.dumps({"mode": STATE.mode, "requests": STATE.log, "decoy_hits": DECOY["hits"]})
             data = body.encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -224,6 +316,10 @@ class Handler(BaseHTTPRequestHandler):
         mode = STATE.mode
         if mode == "outage":
             return self._hold()
+        if mode in RAW_MODES:
+            return self._raw(mode)
+        if mode == "minimal":
+            return self._minimal()
         token = self.headers.get("x-aws-ec2-metadata-token")
         if token is not None and token not in STATE.tokens:
             return self._status(401)
@@ -267,14 +363,53 @@ class Handler(BaseHTTPRequestHandler):
         return self._status(404)
 
 
+    def _minimal(self) -> None:
+        """minimal_imds() of tests/hostile.rs: a token without the TTL header (any PUT of the token
+        path, whatever its TTL header), tokens required, a document with only AccessKeyId and
+        Expiration, 500 on every other path; Connection: close."""
+        self.close_connection = True
+        tokened = self.headers.get("x-aws-ec2-metadata-token") == MINIMAL_TOKEN
+        if self.command == "PUT" and self.path == TOKEN_PATH:
+            status, body = 200, MINIMAL_TOKEN
+        elif not tokened:
+            status, body = 401, ""
+        elif self.command == "GET" and self.path == CREDS:
+            status, body = 200, MINIMAL_ROLE
+        elif self.command == "GET" and self.path == CREDS + MINIMAL_ROLE:
+            expiration = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=6)
+            body = json.dumps({"AccessKeyId": "ASIAMINIMALEXAMPLE01",
+                               "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ")})
+            status = 200
+        else:
+            status, body = 500, ""
+        data = body.encode()
+        self.send_response_only(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+        self._record(status)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A client that gave up on its request (its deadline, a reset) is what some modes are
+        # for; anything else is a bug here and shows.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--mode", default="healthy", choices=sorted(MODES))
     args = parser.parse_args()
     STATE.set(args.mode)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
+    start_decoy()
+    server = Server(("127.0.0.1", args.port), Handler)
     print(f"hostile IMDS on http://127.0.0.1:{server.server_address[1]}", flush=True)
     try:
         server.serve_forever()

@@ -107,9 +107,10 @@ impl ImdsProber {
     ///
     /// The exporter's own chain is the IMDSv2 one every SDK tries first: token, role list,
     /// credentials. A few more requests are made only when an SDK verdict needs them: one
-    /// repeat of a request answered 5xx or 401 (Rust and Go retry those), and the token-less
+    /// repeat of a request answered 5xx or 401 (Rust and Go retry those), the token-less
     /// credentials document when the token was not one every SDK can use and IMDSv1 named a
-    /// role (botocore, JavaScript and Go fall back to IMDSv1).
+    /// role (botocore, JavaScript and Go fall back to IMDSv1), and, when the token answer was a
+    /// 200 with an empty body, the role list asked with that empty token (every SDK sends it).
     pub async fn run(&mut self) -> ImdsRun {
         let start = Instant::now();
         let mut run = ImdsRun {
@@ -122,6 +123,10 @@ impl ImdsProber {
             Ok(token) => self.credential_chain(token, &mut run).await,
             Err(reason) => Err(*reason),
         });
+        let last_token = run.evidence.token_retry.or(run.evidence.token);
+        if last_token.is_some_and(|t| t.shape.empty) {
+            self.empty_token_evidence(&mut run).await;
+        }
         if let Ok(token) = &token {
             self.refresh_metadata(token, &mut run).await;
         }
@@ -206,6 +211,42 @@ impl ImdsProber {
             self.role = Some(role.clone());
         }
         Ok((role, doc))
+    }
+
+    /// What the SDKs get with the empty token they were given: the role list asked with it (and
+    /// repeated after a 5xx or 401), and the document, should IMDS name a role. Evidence only:
+    /// the run has failed at the token, and nothing here changes its outcome.
+    async fn empty_token_evidence(&self, run: &mut ImdsRun) {
+        let headers = [(TOKEN_HEADER, "")];
+        let mut attempt = self
+            .timed(run, Phase::Role, Method::GET, ROLE_LIST_PATH, &headers)
+            .await;
+        run.evidence.role = Some(attempt.role_seen());
+        if attempt.retried_by_sdks() {
+            attempt = self
+                .timed(run, Phase::Role, Method::GET, ROLE_LIST_PATH, &headers)
+                .await;
+            run.evidence.role_retry = Some(attempt.role_seen());
+        }
+        let Some(role) = attempt
+            .result
+            .ok()
+            .and_then(|a| credentials::parse_role_list(&a.body).ok())
+        else {
+            return;
+        };
+        let path = format!("{ROLE_LIST_PATH}{role}");
+        let (_, seen) = self
+            .document(run, Phase::Credentials, &path, &headers)
+            .await;
+        let retry = retried_status(&seen.exchange);
+        run.evidence.credentials = Some(seen);
+        if retry {
+            let (_, seen) = self
+                .document(run, Phase::Credentials, &path, &headers)
+                .await;
+            run.evidence.credentials_retry = Some(seen);
+        }
     }
 
     /// The credentials document, parsed as it streams in; the phase records any failure.
@@ -387,6 +428,7 @@ impl Attempt {
             shape: match &self.result {
                 Ok(a) => TokenShape {
                     usable: token_text(&a.body).is_some(),
+                    empty: a.body.is_empty(),
                     ttl_header: a.ttl_header,
                 },
                 Err(_) => TokenShape::default(),

@@ -66,6 +66,9 @@ impl Exchange {
 pub struct TokenShape {
     /// A non-empty body, valid as a header value.
     pub usable: bool,
+    /// An empty body. Every SDK sends it as the token (an empty header is a valid one), so the
+    /// run asks the role list with it too (see [`Evidence::role`]).
+    pub empty: bool,
     /// An `x-aws-ec2-metadata-token-ttl-seconds` header that parses.
     pub ttl_header: bool,
 }
@@ -113,7 +116,8 @@ pub struct Evidence {
     /// `PUT /latest/api/token`, and its immediate repeat when it answered 5xx or 401.
     pub token: Option<Seen<TokenShape>>,
     pub token_retry: Option<Seen<TokenShape>>,
-    /// The role list with the token, and its repeat after a 5xx or 401.
+    /// The role list with the token, and its repeat after a 5xx or 401. When the token answer
+    /// was a 200 with an empty body, these are asked with that empty token, as the SDKs do.
     pub role: Option<Seen<RoleShape>>,
     pub role_retry: Option<Seen<RoleShape>>,
     /// The credentials document with the token, and its repeat after a 5xx or 401.
@@ -136,6 +140,7 @@ impl Evidence {
     /// The token answer was one every SDK takes (HTTP 200, a usable body, a TTL header): no SDK
     /// falls back to IMDSv1 then.
     pub fn token_for_every_sdk(&self) -> bool {
+        // (An empty token is not one: it fails the exporter's chain, and every SDK sends it.)
         let ok = |t: &Seen<TokenShape>| {
             t.exchange_status() == Some(200)
                 && t.exchange.complete()
@@ -278,8 +283,9 @@ fn one_shot(e: &Evidence, sdk: OneShot) -> Verdict {
         Step::Status(400, t) => return Verdict::no(t),
         Step::Status(200, t) => {
             wait += t;
-            // An empty token is sent as is: IMDS answers 401 and the client has none.
-            if !token.shape.usable {
+            // Any body is taken as the token, an empty one too: the GETs with it decide (IMDS
+            // answers 401). A body that is no header value fails the first GET.
+            if !token.shape.usable && !token.shape.empty {
                 return Verdict::no(wait + first_get(e, sdk.timeout, body));
             }
             true
@@ -367,23 +373,8 @@ fn with_retries<S: Copy + Default>(
     how: &Retries,
     wait: &mut f64,
 ) -> Ended<S> {
-    with_retries_after(first, retry, how, 0.0, wait)
-}
-
-/// [`with_retries`], where every repeat first costs `before_retry` (Go asking for a token again
-/// before each attempt of a GET it makes without one).
-fn with_retries_after<S: Copy + Default>(
-    first: &Seen<S>,
-    retry: Option<&Seen<S>>,
-    how: &Retries,
-    before_retry: f64,
-    wait: &mut f64,
-) -> Ended<S> {
     let mut n = 0;
     loop {
-        if n > 0 {
-            *wait += before_retry;
-        }
         let seen = if n == 0 {
             first
         } else {
@@ -431,10 +422,11 @@ fn rust(e: &Evidence) -> Verdict {
     let Some(token) = &e.token else {
         return Verdict::no(0.0);
     };
-    // No IMDSv1 path: the token needs status 200, a TTL header and a body valid as a header
-    // (400 and 403 are errors; other statuses make the body a "token" without a TTL header).
+    // No IMDSv1 path: the token needs status 200, a TTL header and a body valid as a header,
+    // an empty one included (400 and 403 are errors; other statuses make the body a "token"
+    // without a TTL header). An empty token is sent, answered 401, and retried as a 401.
     let t = with_retries(token, e.token_retry.as_ref(), &RUST, &mut wait);
-    if t.status != Some(200) || !t.shape.ttl_header || !t.shape.usable {
+    if t.status != Some(200) || !t.shape.ttl_header || !(t.shape.usable || t.shape.empty) {
         return Verdict::no(wait);
     }
     let Some(role) = &e.role else {
@@ -479,89 +471,177 @@ const GO: Retries = Retries {
     },
 };
 
-/// What Go does after its token fetch.
+/// The Go client's token provider between requests (`imds/token_provider.go`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum GoToken {
-    /// A token: IMDSv2.
-    V2,
-    /// Tokens off for the client's life (403, 404, 405, a transport failure): IMDSv1.
+    /// Enabled, nothing cached: the next attempt of a GET asks for a token first (at the start,
+    /// after a bypass, and after a 401 on a GET, which clears the token and re-enables tokens).
+    Ask,
+    /// A token is cached: GETs go with it (IMDSv2).
+    Cached,
+    /// Tokens off (403, 404, 405, a transport failure or head timeout): GETs go without one
+    /// (IMDSv1) until a 401 turns them on again.
     Off,
-    /// This operation goes without a token and the next one asks again (429, a 5xx after the
-    /// retries, an answer without a TTL header).
-    Bypass,
 }
 
-fn go_token(e: &Evidence, token: &Seen<TokenShape>, spent: &mut f64) -> Option<GoToken> {
-    let t = with_retries(token, e.token_retry.as_ref(), &GO, spent);
-    Some(match t.status {
-        // An empty body with a TTL header is a token too: sent, and answered 401.
-        Some(200) if t.shape.ttl_header => GoToken::V2,
-        Some(400) => return None,
-        Some(403..=405) | None => GoToken::Off,
-        Some(_) => GoToken::Bypass,
-    })
+/// One Go client over the run's evidence: its token provider's state and the token answers it
+/// has used, carried from the role list's operation to the credentials'.
+struct GoClient<'a> {
+    e: &'a Evidence,
+    token: GoToken,
+    /// Token PUTs made so far: the first gets the probe's first answer, later ones its repeat.
+    token_puts: usize,
+}
+
+/// How a GET operation ended, and its cost within the operation's 5 s deadline.
+struct GoGet<S> {
+    ended: Option<Ended<S>>,
+    spent: f64,
+}
+
+impl<S: Copy + Default> GoGet<S> {
+    fn failed(spent: f64) -> Self {
+        GoGet {
+            ended: None,
+            spent: spent.min(GO_DEADLINE),
+        }
+    }
+}
+
+impl<'a> GoClient<'a> {
+    fn new(e: &'a Evidence) -> Self {
+        Self {
+            e,
+            token: GoToken::Ask,
+            token_puts: 0,
+        }
+    }
+
+    /// The token step of one GET attempt: whether the GET goes with a token; `None` when the
+    /// attempt fails (a 400, or no evidence). The token fetch is an operation of its own, with
+    /// its own retries, inside the GET's deadline.
+    fn token_for_attempt(&mut self, spent: &mut f64) -> Option<bool> {
+        match self.token {
+            GoToken::Cached => return Some(true),
+            GoToken::Off => return Some(false),
+            GoToken::Ask => {}
+        }
+        let e = self.e;
+        let first = if self.token_puts == 0 {
+            e.token.as_ref()
+        } else {
+            e.token_retry.as_ref().or(e.token.as_ref())
+        }?;
+        let t = with_retries(first, e.token_retry.as_ref(), &GO, spent);
+        self.token_puts += 1;
+        match t.status {
+            // An empty body with a TTL header is a token too: it is sent as it is.
+            Some(200) if t.shape.ttl_header => {
+                self.token = GoToken::Cached;
+                Some(true)
+            }
+            // 400 is final: the GET attempt fails, and it is not retried.
+            Some(400) => None,
+            Some(403..=405) | None => {
+                self.token = GoToken::Off;
+                Some(false)
+            }
+            // 429, a 5xx after the retries, no TTL header: this attempt goes without a token,
+            // the next one asks again.
+            Some(_) => Some(false),
+        }
+    }
+
+    /// One GET operation: up to 3 attempts 1 s apart, each after its token step. Retried: 500,
+    /// 502, 503, 504, a transport failure or head timeout, and a 401 (which clears the token and
+    /// turns tokens back on, `HandleDeserialize`). With a token the first attempt gets the
+    /// probe's answer and later ones its repeat; without one, the token-less answer.
+    fn get<S: Copy + Default>(
+        &mut self,
+        with_token: Option<&Seen<S>>,
+        with_token_retry: Option<&Seen<S>>,
+        without: Option<&Seen<S>>,
+    ) -> GoGet<S> {
+        let mut spent = 0.0;
+        let mut tokened = 0;
+        for attempt in 1..=GO.attempts {
+            if attempt > 1 {
+                spent += (GO.backoff)(attempt - 1);
+            }
+            let Some(v2) = self.token_for_attempt(&mut spent) else {
+                return GoGet::failed(spent);
+            };
+            let seen = if v2 {
+                tokened += 1;
+                if tokened == 1 {
+                    with_token
+                } else {
+                    with_token_retry.or(with_token)
+                }
+            } else {
+                without
+            };
+            let Some(seen) = seen else {
+                return GoGet::failed(spent);
+            };
+            let s = step(&seen.exchange, GO.header_timeout, GO.body);
+            match s {
+                Step::Status(_, t) | Step::Failed(t) | Step::Cut(t) => spent += t,
+                Step::Forever => spent = f64::INFINITY,
+            }
+            if spent >= GO_DEADLINE {
+                return GoGet::failed(spent);
+            }
+            let unauthorized = matches!(s, Step::Status(401, _));
+            if unauthorized {
+                self.token = GoToken::Ask;
+            }
+            if !(unauthorized || (GO.retryable)(&s)) || attempt == GO.attempts {
+                return GoGet {
+                    ended: match s {
+                        Step::Status(status, _) => Some(Ended {
+                            status: Some(status),
+                            shape: seen.shape,
+                        }),
+                        _ => None,
+                    },
+                    spent,
+                };
+            }
+        }
+        GoGet::failed(spent)
+    }
 }
 
 fn go(e: &Evidence) -> Verdict {
-    let Some(token) = &e.token else {
-        return Verdict::no(0.0);
-    };
+    let mut client = GoClient::new(e);
     // The role list's operation: the token fetch and the GET share one 5 s deadline.
-    let mut spent = 0.0;
-    let Some(mode) = go_token(e, token, &mut spent) else {
-        return Verdict::no(spent);
-    };
-    // After a bypass every attempt of a GET asks for a token first, and pays for it again.
-    let token_cost = spent;
-    let again = if mode == GoToken::Bypass {
-        token_cost
-    } else {
-        0.0
-    };
-    let (role, role_retry, doc, doc_retry) = match mode {
-        GoToken::V2 => (
-            &e.role,
-            e.role_retry.as_ref(),
-            &e.credentials,
-            e.credentials_retry.as_ref(),
-        ),
-        GoToken::Off | GoToken::Bypass => (&e.v1_role, None, &e.v1_credentials, None),
-    };
-    let Some(role) = role else {
-        return Verdict::no(spent.min(GO_DEADLINE));
-    };
-    let r = with_retries_after(role, role_retry, &GO, again, &mut spent);
-    if r.status == Some(401) && mode != GoToken::V2 {
-        // IMDSv1 refused: the 401 turns the token fetch back on and the GET is tried again, after
-        // the backoff, with a token that fails as before.
-        spent += (GO.backoff)(1);
-        let _ = go_token(e, token, &mut spent);
-        return Verdict::no(spent.min(GO_DEADLINE));
-    }
-    if spent >= GO_DEADLINE {
-        return Verdict::no(GO_DEADLINE);
-    }
+    let role = client.get(e.role.as_ref(), e.role_retry.as_ref(), e.v1_role.as_ref());
+    let wait = role.spent;
     // The first line of the body names the role.
-    if r.status != Some(200) || !r.shape.named {
-        return Verdict::no(spent);
+    match role.ended {
+        Some(Ended {
+            status: Some(200),
+            shape,
+        }) if shape.named => {}
+        _ => return Verdict::no(wait),
     }
-    let wait = spent;
-    // The credentials' operation: its own 5 s; without a token for the client's life it goes
-    // straight to IMDSv1, after a bypass it asks for a token again first.
-    let mut spent = again;
-    let Some(doc) = doc else {
-        return Verdict::no(wait + spent.min(GO_DEADLINE));
-    };
-    let d = with_retries_after(doc, doc_retry, &GO, again, &mut spent);
-    if spent >= GO_DEADLINE {
-        return Verdict::no(wait + GO_DEADLINE);
-    }
+    // The credentials' operation: its own 5 s, with the token provider as the role list left it.
+    let doc = client.get(
+        e.credentials.as_ref(),
+        e.credentials_retry.as_ref(),
+        e.v1_credentials.as_ref(),
+    );
     // `Code` must be "Success" (a document without one is refused); expired credentials are
     // returned as served.
-    let usable = d.shape.json && d.shape.complete && d.shape.code == Code::Success;
+    let available = matches!(
+        doc.ended,
+        Some(Ended { status: Some(200), shape })
+            if shape.json && shape.complete && shape.code == Code::Success
+    );
     Verdict {
-        available: d.status == Some(200) && usable,
-        wait_seconds: wait + spent,
+        available,
+        wait_seconds: wait + doc.spent,
     }
 }
 
@@ -603,6 +683,7 @@ mod tests {
             exchange: x,
             shape: TokenShape {
                 usable: ok,
+                empty: false,
                 ttl_header: ok,
             },
         })
@@ -881,11 +962,89 @@ mod tests {
             exchange: answer(200),
             shape: TokenShape {
                 usable: true,
+                empty: false,
                 ttl_header: false,
             },
         });
         check("no ttl", &e, [YES, YES, (false, None), YES]);
         assert!(!e.token_for_every_sdk());
         assert!(healthy().token_for_every_sdk());
+    }
+
+    /// tests/sdk: a token answer of 200 with a TTL header and an empty body. Every SDK sends the
+    /// empty token; IMDS answers its GETs 401. Rust retries the 401 four times (0-7 s of
+    /// backoff, 3.5 s on average), Go three times, 1 s apart, asking for a token before each.
+    /// (Before the run asked the role list with the empty token, the verdicts said 0 s.)
+    #[test]
+    fn an_empty_token_is_sent_and_its_401_retried_by_rust_and_go() {
+        let mut e = everywhere(answer(200), answer(200));
+        e.token = Some(Seen {
+            exchange: answer(200),
+            shape: TokenShape {
+                usable: false,
+                empty: true,
+                ttl_header: true,
+            },
+        });
+        e.role = role(answer(401));
+        e.role_retry = role(answer(401));
+        e.credentials = None;
+        assert!(!e.token_for_every_sdk());
+        check(
+            "empty token",
+            &e,
+            [
+                (false, Some(0.004)),
+                (false, Some(0.004)),
+                (false, Some(3.5 + 0.002 + 4.0 * 0.002)),
+                (false, Some(2.0 + 3.0 * 0.004)),
+            ],
+        );
+    }
+
+    /// tests/sdk: Go retries a 401 on a GET, token-less ones included, and asks for a token again
+    /// before each retry (`HandleDeserialize` re-enables and clears it). A token answer that Go
+    /// bypasses (429, no TTL header) in front of IMDSv1 refusing token-less GETs: three rounds of
+    /// token PUT and 401, 2 s of backoff. (Before: one retry counted, 1 s.)
+    #[test]
+    fn go_retries_a_401_and_asks_for_a_token_before_each_retry() {
+        let mut e = everywhere(answer(429), answer(401));
+        e.role = None;
+        e.credentials = None;
+        e.v1_credentials = None;
+        let go = (false, Some(2.0 + 3.0 * 0.004));
+        check(
+            "v2only token 429",
+            &e,
+            [(false, None), (false, None), (false, None), go],
+        );
+        // The minimal look-alike: a token without a TTL header (Go bypasses it), tokens required.
+        let mut e = everywhere(answer(200), answer(401));
+        e.token = Some(Seen {
+            exchange: answer(200),
+            shape: TokenShape {
+                usable: true,
+                empty: false,
+                ttl_header: false,
+            },
+        });
+        e.role = role(answer(200));
+        e.credentials = doc(answer(200));
+        check("minimal", &e, [YES, YES, (false, None), go]);
+        // Tokens off after a hop-limit timeout: the 401 turns them on, the PUT times out again,
+        // and the 5 s deadline ends it.
+        let mut e = everywhere(SILENCE, answer(401));
+        e.role = None;
+        e.credentials = None;
+        check(
+            "hop-limit v2 only",
+            &e,
+            [
+                (false, None),
+                (false, None),
+                (false, None),
+                (false, Some(5.0)),
+            ],
+        );
     }
 }

@@ -35,8 +35,9 @@ def refuse_non_loopback(endpoint: str) -> None:
         sys.exit(2)
 
 
-class Deadline(Exception):
-    pass
+class Deadline(BaseException):
+    """Raised by SIGALRM wherever botocore is; a BaseException, so that no `except Exception` on
+    the way (botocore's and urllib3's own) can take it for an SDK error."""
 
 
 def main() -> None:
