@@ -24,7 +24,7 @@
 mod chain;
 pub mod clients;
 pub mod imds;
-mod ini;
+pub mod ini;
 pub mod model;
 pub mod node;
 mod proxy;
