@@ -279,7 +279,8 @@ mod tests {
 
     #[test]
     fn aws_identifiers_are_recognised_by_their_format() {
-        let cases: &[(fn(&str) -> bool, &str, bool)] = &[
+        type Case<'a> = (fn(&str) -> bool, &'a str, bool);
+        let cases: &[Case] = &[
             (is_instance_id, "i-0123456789abcdef0", true),
             (is_instance_id, "i-12345678", true),
             (is_instance_id, "i-0123456789ABCDEF0", false),

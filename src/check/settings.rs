@@ -557,9 +557,10 @@ pub(super) fn profile_name(p: &str) -> String {
     }
 }
 
-/// A value from the environment cut to a printable length.
+/// A value from the environment cut to a printable length, without control or format
+/// characters.
 pub(super) fn short(v: &str) -> String {
-    let cut: String = v.chars().filter(|c| !c.is_control()).take(120).collect();
+    let cut: String = crate::untrusted::visible(v).chars().take(120).collect();
     if cut.len() < v.len() {
         format!("{cut}...")
     } else {
