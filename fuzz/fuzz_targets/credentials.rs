@@ -30,6 +30,21 @@ impl std::io::Read for Chunked<'_> {
     }
 }
 
+/// Where serde_json's `Value` refuses valid JSON that the SDKs' parsers take (and a reader that
+/// skips the value unread does too): numbers beyond `f64`, escaped lone surrogates ("lone
+/// leading surrogate", "unexpected end of hex escape", "invalid unicode code point").
+fn value_limit(e: &serde_json::Error) -> bool {
+    let e = e.to_string();
+    [
+        "number out of range",
+        "surrogate",
+        "hex escape",
+        "invalid unicode code point",
+    ]
+        .iter()
+        .any(|m| e.contains(m))
+}
+
 fuzz_target!(|input: &[u8]| {
     let (sizes, body) = input.split_at(input.len().min(4));
     let hasher = KeyIdHasher::default();
@@ -44,11 +59,7 @@ fuzz_target!(|input: &[u8]| {
     );
     assert_eq!(whole, streamed);
     let value = serde_json::from_slice::<serde_json::Value>(body);
-    // serde_json's Value refuses numbers beyond f64 that a JSON reader skipping them accepts.
-    let out_of_range = value
-        .as_ref()
-        .is_err_and(|e| e.to_string().contains("number out of range"));
-    if !out_of_range {
+    if !value.as_ref().is_err_and(value_limit) {
         assert_eq!(
             whole.is_ok(),
             matches!(value, Ok(serde_json::Value::Object(_))),
