@@ -41,8 +41,8 @@ fn value_limit(e: &serde_json::Error) -> bool {
         "hex escape",
         "invalid unicode code point",
     ]
-        .iter()
-        .any(|m| e.contains(m))
+    .iter()
+    .any(|m| e.contains(m))
 }
 
 fuzz_target!(|input: &[u8]| {

@@ -2,9 +2,7 @@
 //! sample never panic, and a sample is finite with a non-negative round trip.
 #![no_main]
 
-use imds_exporter::probe::ntp::packet::{
-    PACKET_LEN, Packet, sample_from_reply, validate_reply,
-};
+use imds_exporter::probe::ntp::packet::{PACKET_LEN, Packet, sample_from_reply, validate_reply};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
@@ -22,7 +20,12 @@ fuzz_target!(|input: &[u8]| {
         }
         Err(_) => assert!(reply.len() < PACKET_LEN),
     }
-    for t1 in [t1, reply.get(24..32).map_or(t1, |b| u64::from_be_bytes(b.try_into().unwrap()))] {
+    for t1 in [
+        t1,
+        reply
+            .get(24..32)
+            .map_or(t1, |b| u64::from_be_bytes(b.try_into().unwrap())),
+    ] {
         if let Ok(s) = sample_from_reply(reply, t1, t4) {
             assert!(s.offset_seconds.is_finite() && s.rtt_seconds.is_finite());
             assert!(s.rtt_seconds >= 0.0);
