@@ -6,17 +6,19 @@
 //!
 //! Secrets: the credentials document's `SecretAccessKey` and `Token` are not fields of any type
 //! here: their presence is noted (the SDKs require both) with `IgnoredAny`, which skips a value
-//! unread, so they are never copied into our memory as values. The document is parsed as it
+//! unread (in [`super::document`], which reads a JSON object as the SDKs do), so they are never
+//! copied into our memory as values. The document is parsed as it
 //! streams in ([`inspect_credentials`] reads any `io::Read`), so no buffer ever holds all of it. Even `AccessKeyId` (not a secret, but an
 //! identifier) is kept only as a keyed hash, enough to notice that it changed.
 
 use std::hash::{BuildHasher, RandomState};
 
+use chrono::{DateTime, Utc};
+
 use crate::labels::Reason;
 use crate::probe::document::{self, Field};
 use crate::probe::imds::sdk::{Code, DocShape, RoleShape};
 use crate::untrusted;
-use chrono::{DateTime, Utc};
 
 /// Longest label value taken from IMDS data; longer values are cut (a hostile IMDS must not be
 /// able to blow up the exposition).
@@ -204,15 +206,10 @@ pub fn inspect_credentials(
         Some(Field::Text(v)) => Some(parse_timestamp("Expiration", v)),
         Some(Field::NotText) => Some(Err(ParseError::NotAString("Expiration"))),
     };
-    let key_id = |raw: &document::Object| match &raw.text[ACCESS_KEY_ID] {
-        Some(Field::Text(k)) if !k.is_empty() => Some(k.clone()),
-        _ => None,
-    };
+    let has_key_id = matches!(&raw.text[ACCESS_KEY_ID], Some(Field::Text(k)) if !k.is_empty());
     let shape = DocShape {
         json: true,
-        complete: key_id(&raw).is_some()
-            && raw.present.iter().all(|&p| p)
-            && matches!(expiration, Some(Ok(_))),
+        complete: has_key_id && raw.present.iter().all(|&p| p) && matches!(expiration, Some(Ok(_))),
         code: match &raw.text[CODE] {
             None => Code::Absent,
             Some(Field::Text(c)) if c.eq_ignore_ascii_case("Success") => Code::Success,
@@ -400,12 +397,37 @@ mod tests {
                 "AssumeRoleUnauthorizedAccess",
             ),
             ("[]", Reason::InvalidResponse, "unexpected type"),
+            // serde's derive took an array for a struct; the SDKs want an object.
+            (
+                "[null,null,null,null,null,null]",
+                Reason::InvalidResponse,
+                "unexpected type",
+            ),
+            (
+                r#"{"AccessKeyId":5,"Expiration":"2026-11-22T09:00:00Z"}"#,
+                Reason::InvalidResponse,
+                "AccessKeyId is not a string",
+            ),
+            (
+                r#"{"Code":["Success"],"AccessKeyId":"A","Expiration":"2026-11-22T09:00:00Z"}"#,
+                Reason::InvalidResponse,
+                "Code is not a string",
+            ),
         ];
         for (body, reason, text) in cases {
             let err = parse_credentials(body.as_bytes(), &KeyIdHasher::default()).unwrap_err();
             assert_eq!(err.reason(), *reason, "{body}");
             assert!(err.to_string().contains(text), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn a_duplicate_key_counts_once_the_last_as_in_the_sdks() {
+        let body = r#"{"Code":"Failure","Code":"Success","AccessKeyId":"A","Expiration":"x",
+                       "Expiration":"2026-11-22T09:00:00Z","SecretAccessKey":"s","Token":"t"}"#;
+        let i = inspect_credentials(body.as_bytes(), &KeyIdHasher::default()).unwrap();
+        assert_eq!(i.document.unwrap().expiration, ts("2026-11-22T09:00:00Z"));
+        assert!(i.shape.complete && i.shape.code == Code::Success);
     }
 
     #[test]
