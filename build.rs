@@ -24,6 +24,17 @@ fn main() {
     println!("cargo:rustc-env=IMDS_EXPORTER_REVISION={revision}");
     println!("cargo:rustc-env=IMDS_EXPORTER_RUSTC_VERSION={rustc_version}");
     println!("cargo:rerun-if-env-changed=IMDS_EXPORTER_REVISION");
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs/heads");
+    println!("cargo:rerun-if-changed=build.rs");
+    // HEAD and the current branch's ref, where git keeps them: `.git/HEAD` in a clone,
+    // elsewhere in a worktree (whose `.git` is a file). A path that does not exist would make
+    // cargo rerun this script, and rebuild the crate, on every build; all of `refs/heads`
+    // would rebuild it whenever another worktree's branch moves.
+    let branch = output("git", &["symbolic-ref", "-q", "HEAD"]);
+    for path in std::iter::once("HEAD".to_string()).chain(branch) {
+        if let Some(p) = output("git", &["rev-parse", "--git-path", &path])
+            && std::path::Path::new(&p).exists()
+        {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
 }

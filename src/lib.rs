@@ -20,6 +20,8 @@
 //! - `sim`: the fault-injecting IMDS and NTP simulator (`simulate`);
 //! - `demo`: simulator and exporter in one process;
 //! - `check`: the one-shot diagnosis (`check`): every probe once, the SDK environment, a report;
+//! - `untrusted`: text from outside made safe: AWS id formats, shell and HTML quoting, hidden
+//!   characters removed;
 //! - `logging`: logfmt/JSON logs; `signals`: graceful shutdown, SIGHUP.
 
 pub mod check;
@@ -36,6 +38,7 @@ pub mod scheduler;
 pub mod signals;
 pub mod sim;
 pub mod thresholds;
+pub mod untrusted;
 pub mod web;
 
 pub use cli::main_with_args;

@@ -10,6 +10,11 @@
 //! format characters raw otherwise. [`quote`] escapes every control character in any value, so
 //! no answer can forge or hide a log line. It also writes `msg=`, the key the Prometheus
 //! exporters' logfmt uses, where that crate writes `message=`.
+//!
+//! Unicode format characters (bidi overrides, zero-width characters; `untrusted::is_format`)
+//! and the line and paragraph separators are removed from every line, logfmt or JSON, by the
+//! writer ([`Visible`]): JSON escapes control characters but not these, and a right-to-left
+//! override in a value makes a terminal or a log viewer show the line's text out of order.
 
 use std::fmt::{self, Write as _};
 
@@ -21,6 +26,8 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::registry::LookupSpan;
+
+use crate::untrusted;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
@@ -72,7 +79,7 @@ pub fn init_with_writer<W>(level: LogLevel, format: LogFormat, writer: W)
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer = tracing_subscriber::fmt::layer().with_writer(Visible(writer));
     let _ = match format {
         LogFormat::Logfmt => tracing_subscriber::registry()
             .with(layer.event_format(Logfmt).with_filter(filter(level)))
@@ -141,8 +148,40 @@ impl Visit for LogfmtVisitor {
     }
 }
 
-/// Quotes a logfmt value when it needs it.
+/// Makes writers that drop format characters and line or paragraph separators from what is
+/// written (see the module's doc).
+struct Visible<M>(M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Visible<M> {
+    type Writer = Visible<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        Visible(self.0.make_writer())
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Visible<W> {
+    /// The formatter writes each event whole; text with nothing to drop (or, never from the
+    /// formatters, not UTF-8) goes through as it is.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf).map(untrusted::without_format) {
+            Ok(std::borrow::Cow::Owned(clean)) => {
+                self.0.write_all(clean.as_bytes())?;
+                Ok(buf.len())
+            }
+            _ => self.0.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Quotes a logfmt value when it needs it; format characters are dropped.
 fn quote(v: &str) -> String {
+    let v = untrusted::without_format(v);
+    let v = v.as_ref();
     let plain = !v.is_empty()
         && v.chars()
             .all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\');
@@ -170,7 +209,63 @@ fn quote(v: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::quote;
+    use std::io::Write;
+
+    use proptest::prelude::*;
+
+    use super::{Visible, quote};
+    use crate::untrusted::is_format;
+
+    /// Reads a logfmt value back: the inverse of [`quote`].
+    fn unquote(v: &str) -> String {
+        let Some(inner) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) else {
+            return v.to_string();
+        };
+        let mut out = String::new();
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('t') => out.push('\t'),
+                Some('u') => {
+                    let hex: String = chars.by_ref().skip(1).take_while(|&c| c != '}').collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap());
+                }
+                Some(c) => out.push(c),
+                None => panic!("dangling escape in {v:?}"),
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any value, quoted, is one logfmt token without control or format characters, and
+        /// reads back as the value without its format characters.
+        #[test]
+        fn quoted_values_are_one_clean_token_that_reads_back(v in any::<String>()) {
+            let q = quote(&v);
+            prop_assert!(!q.chars().any(|c| c.is_control() || is_format(c)), "{q:?}");
+            let bare = !q.starts_with('"');
+            prop_assert!(!bare || !q.contains([' ', '=', '"']), "{q:?}");
+            prop_assert_eq!(unquote(&q), crate::untrusted::without_format(&v));
+        }
+    }
+
+    #[test]
+    fn the_writer_drops_format_characters_from_json_lines_too() {
+        let mut out = Vec::new();
+        let line = "{\"msg\":\"role \u{202E}lor\u{200B}\"}\n";
+        Visible(&mut out).write_all(line.as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "{\"msg\":\"role lor\"}\n");
+        assert_eq!(quote("a\u{202E}b c"), "\"ab c\"");
+    }
 
     #[test]
     fn logfmt_values_are_quoted_only_when_needed() {

@@ -411,10 +411,12 @@ pub fn desc(name: &str, help: &str, labels: &[&str]) -> Desc {
 }
 
 /// A label pair for a custom collector's sample.
+/// A label pair for a custom collector. The value loses control and format characters (an
+/// interface name is the kernel's, but may hold any byte but `/`, `:` and whitespace).
 pub fn label(name: &str, value: &str) -> LabelPair {
     let mut l = LabelPair::default();
     l.set_name(name.to_string());
-    l.set_value(value.to_string());
+    l.set_value(crate::untrusted::visible(value).into_owned());
     l
 }
 
@@ -448,6 +450,11 @@ pub fn family(d: &Desc, kind: MetricType, samples: Vec<(Vec<LabelPair>, f64)>) -
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn custom_label_values_lose_hidden_characters() {
+        assert_eq!(label("interface", "eth\u{202E}0\n").value(), "eth0");
+    }
 
     /// What `encode` would return without the cache: everything gathered and rendered at once.
     fn encode_uncached(m: &Metrics) -> String {

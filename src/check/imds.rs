@@ -14,8 +14,9 @@ use super::model::{
 };
 use super::settings::{SdkSettings, Setting, list_origins, why_not_probed};
 use crate::labels::Phase;
-use crate::probe::credentials::ParseError;
+use crate::probe::credentials::{Identity, ParseError};
 use crate::probe::imds::{PhaseResult, RequestError};
+use crate::untrusted;
 
 /// botocore starts refreshing credentials 15 minutes before they expire (its "advisory"
 /// window; 10 minutes is "mandatory"), Java v1 under 15 minutes too. IMDS normally serves
@@ -40,7 +41,7 @@ pub fn evaluate(
     now: DateTime<Utc>,
     ntp_offset: Option<f64>,
 ) -> Vec<Check> {
-    vec![
+    let mut checks = vec![
         reachable(obs),
         token(obs, sdk),
         v1(obs, sdk),
@@ -50,7 +51,16 @@ pub fn evaluate(
         latency(obs, sdk),
         info(obs, sdk),
         identity(obs, sdk),
-    ]
+    ];
+    if obs.instance_id.is_some() && instance_id(obs) == INSTANCE_ID_PLACEHOLDER {
+        for fix in checks.iter_mut().filter_map(|c| c.fix.as_mut()) {
+            if fix.contains(INSTANCE_ID_PLACEHOLDER) {
+                fix.push('\n');
+                fix.push_str(INSTANCE_ID_REFUSED);
+            }
+        }
+    }
+    checks
 }
 
 /// The IMDS checks when the endpoint setting (`AWS_EC2_METADATA_SERVICE_ENDPOINT`, or the
@@ -101,8 +111,27 @@ fn answered(p: &PhaseResult) -> bool {
     )
 }
 
+/// The instance id for commands: only one that has the format of an EC2 instance id, else a
+/// placeholder (what IMDS sent is shown by `imds.identity`, never pasted into a command).
 fn instance_id(obs: &ImdsObservation) -> &str {
-    obs.instance_id.as_deref().unwrap_or("<instance-id>")
+    obs.instance_id
+        .as_deref()
+        .filter(|id| untrusted::is_instance_id(id))
+        .unwrap_or(INSTANCE_ID_PLACEHOLDER)
+}
+
+const INSTANCE_ID_PLACEHOLDER: &str = "<instance-id>";
+
+/// Said under every fix that shows the placeholder because IMDS sent something else.
+const INSTANCE_ID_REFUSED: &str = "(<instance-id>: the instanceId IMDS sent is not an EC2 \
+     instance id, see imds.identity, so it is not pasted here; take the id from the EC2 console.)";
+
+/// The role name as one shell word, for commands; the placeholder when no role was listed.
+fn role_arg(obs: &ImdsObservation) -> String {
+    match role_name(obs) {
+        placeholder @ "<role>" => placeholder.to_string(),
+        name => untrusted::shell_word(name),
+    }
 }
 
 fn reachable(obs: &ImdsObservation) -> Check {
@@ -459,7 +488,6 @@ fn credentials(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
             ),
         ),
         Some(RequestError::Parse(ParseError::CodeNotSuccess { code })) => {
-            let role = role_name(obs);
             let cause = if code == "AssumeRoleUnauthorizedAccess" {
                 "EC2 could not assume the instance profile's role: its trust policy does not let \
                  ec2.amazonaws.com call sts:AssumeRole, or the role was deleted and re-created \
@@ -477,9 +505,10 @@ fn credentials(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
                 .fix(format!(
                     "Check the role's trust policy (it must allow ec2.amazonaws.com to call \
                      sts:AssumeRole), then re-associate the instance profile:\n$ aws iam get-role \
-                     --role-name {role} --query Role.AssumeRolePolicyDocument\n$ aws ec2 \
+                     --role-name {} --query Role.AssumeRolePolicyDocument\n$ aws ec2 \
                      describe-iam-instance-profile-associations --filters \
                      Name=instance-id,Values={}",
+                    role_arg(obs),
                     instance_id(obs)
                 ))
         }
@@ -685,13 +714,7 @@ fn identity(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
     match phase(obs, Phase::Identity) {
         None => Check::skip(ID, "not checked: no IMDSv2 token"),
         Some(PhaseResult { error: None, .. }) => match &obs.run.identity {
-            Some(i) => Check::ok(
-                ID,
-                format!(
-                    "{} ({}, {}, account {})",
-                    i.instance_id, i.instance_type, i.availability_zone, i.account_id
-                ),
-            ),
+            Some(i) => identity_fields(i),
             None => Check::ok(ID, "answered"),
         },
         Some(PhaseResult { error: Some(e), .. }) => {
@@ -704,6 +727,50 @@ fn identity(obs: &ImdsObservation, sdk: &SdkSettings) -> Check {
                 .fix("Set AWS_REGION for the applications, and run the check again; if only this path fails, it is an IMDS defect worth an AWS support case.")
         }
     }
+}
+
+/// The identity document's fields, checked against the formats EC2 writes them in: one that is
+/// not is shown quoted and escaped, and never pasted into a suggested command.
+fn identity_fields(i: &Identity) -> Check {
+    const ID: CheckId = CheckId::ImdsIdentity;
+    type Format<'a> = (&'a str, &'a str, fn(&str) -> bool, &'a str);
+    let formats: [Format; 3] = [
+        (
+            "instanceId",
+            &i.instance_id,
+            untrusted::is_instance_id,
+            "i- and 8 or 17 hex digits",
+        ),
+        ("region", &i.region, untrusted::is_region, "a region name"),
+        (
+            "accountId",
+            &i.account_id,
+            untrusted::is_account_id,
+            "12 digits",
+        ),
+    ];
+    let odd: Vec<String> = formats
+        .iter()
+        .filter(|(_, value, valid, _)| !valid(value))
+        .map(|(name, value, _, want)| format!("{name} {value:?} (want {want})"))
+        .collect();
+    if odd.is_empty() {
+        return Check::ok(
+            ID,
+            format!(
+                "{} ({}, {}, account {})",
+                i.instance_id, i.instance_type, i.availability_zone, i.account_id
+            ),
+        );
+    }
+    Check::warn(ID, format!("not in EC2's formats: {}", odd.join(", ")))
+        .cause(
+            "EC2's IMDS writes these fields in fixed formats, and these are not: something other \
+         than EC2's IMDS answers (an emulator, a metadata proxy that rewrites answers), or the \
+         answer was altered. SDKs read the region from this document when AWS_REGION is not set. \
+         The suggested commands of this check show <instance-id> rather than paste such a value.",
+        )
+        .fix("Find what answers at the endpoint (see sdk.imds_endpoint and sdk.proxy).")
 }
 
 #[cfg(test)]
@@ -753,7 +820,7 @@ mod tests {
                 ..ImdsRun::default()
             },
             role: Some("r".into()),
-            instance_id: Some("i-0abc".into()),
+            instance_id: Some("i-0123456789abcdef0".into()),
         }
     }
 
@@ -927,6 +994,51 @@ mod tests {
             "{cause}"
         );
         assert!(!cause.contains("one attempt"), "{cause}");
+    }
+
+    #[test]
+    fn an_instance_id_not_in_ec2s_format_is_never_pasted_into_a_command() {
+        let mut obs = healthy(10 * 60);
+        obs.instance_id = Some("i-0$(echo X)`echo X`;\"q\\".into());
+        let c = check(&obs, CheckId::ImdsExpiry, None);
+        let fix = c.fix.unwrap();
+        assert!(fix.contains("Values=<instance-id>"), "{fix}");
+        assert!(fix.ends_with(INSTANCE_ID_REFUSED), "{fix}");
+        assert!(!fix.contains("echo"), "{fix}");
+        // A valid id is pasted, and no note is added.
+        let c = check(&healthy(10 * 60), CheckId::ImdsExpiry, None);
+        let fix = c.fix.unwrap();
+        assert!(fix.contains("Values=i-0123456789abcdef0"), "{fix}");
+        assert!(!fix.contains(INSTANCE_ID_REFUSED), "{fix}");
+    }
+
+    #[test]
+    fn identity_fields_out_of_ec2s_formats_are_a_warning_shown_escaped() {
+        let good = Identity {
+            instance_id: "i-0123456789abcdef0".into(),
+            instance_type: "m7g.large".into(),
+            region: "eu-west-1".into(),
+            availability_zone: "eu-west-1a".into(),
+            account_id: "123456789012".into(),
+            image_id: "ami-0123456789abcdef0".into(),
+        };
+        let c = identity_fields(&good);
+        assert_eq!(c.status, super::super::Status::Ok);
+        assert_eq!(
+            c.value,
+            "i-0123456789abcdef0 (m7g.large, eu-west-1a, account 123456789012)"
+        );
+        let bad = Identity {
+            instance_id: "i-0\"$(x)".into(),
+            region: "eu-west-1;x".into(),
+            ..good
+        };
+        let c = identity_fields(&bad);
+        assert_eq!(c.status, super::super::Status::Warn);
+        assert_eq!(
+            c.value,
+            r#"not in EC2's formats: instanceId "i-0\"$(x)" (want i- and 8 or 17 hex digits), region "eu-west-1;x" (want a region name)"#
+        );
     }
 
     #[test]

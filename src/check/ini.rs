@@ -24,10 +24,10 @@ use std::path::Path;
 /// words, safe to print), and the values of the keys the caller keeps (the IMDS settings, none a secret;
 /// kept even when empty, as configparser returns `''` for `key =`). No other value is kept.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(super) struct Section {
-    pub(super) keys: BTreeSet<String>,
-    pub(super) credential_source: Option<String>,
-    pub(super) imds: BTreeMap<String, String>,
+pub struct Section {
+    pub keys: BTreeSet<String>,
+    pub credential_source: Option<String>,
+    pub imds: BTreeMap<String, String>,
 }
 
 impl Section {
@@ -38,7 +38,8 @@ impl Section {
 
 /// Parses an AWS shared config (`config_style`: `[default]`, `[profile NAME]`) or credentials
 /// file (`[NAME]`) into sections. Indented lines (nested settings) and comments are skipped.
-fn parse_ini(text: &str, config_style: bool, keep: &[&str]) -> BTreeMap<String, Section> {
+/// Public for the fuzz target (`fuzz/fuzz_targets/ini.rs`); the crate reads files with `load`.
+pub fn parse_ini(text: &str, config_style: bool, keep: &[&str]) -> BTreeMap<String, Section> {
     let mut sections: BTreeMap<String, Section> = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in text.lines() {

@@ -24,7 +24,7 @@
 mod chain;
 pub mod clients;
 pub mod imds;
-mod ini;
+pub mod ini;
 pub mod model;
 pub mod node;
 mod proxy;
@@ -334,10 +334,7 @@ async fn instance_id_without_token(prober: &ImdsProber) -> Option<String> {
     }
     let text = std::str::from_utf8(&answer.body).ok()?;
     let id = text.trim();
-    let valid = id.starts_with("i-")
-        && id.len() <= 32
-        && id[2..].chars().all(|c| c.is_ascii_alphanumeric());
-    valid.then(|| id.to_string())
+    crate::untrusted::is_instance_id(id).then(|| id.to_string())
 }
 
 async fn observe_ntp(servers: &[String], timeout: Duration) -> Vec<NtpObservation> {

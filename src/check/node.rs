@@ -202,9 +202,12 @@ pub fn linklocal_check(reading: &LinklocalReading) -> Check {
         )
         .fix(format!(
             "See whether it still grows (or graph the exporter's \
-             imds_linklocal_allowance_exceeded_total):\n$ ethtool -S {iface} | grep \
+             imds_linklocal_allowance_exceeded_total):\n$ ethtool -S {} | grep \
              linklocal_allowance_exceeded\nThen cache DNS on the node (NodeLocal DNSCache, \
-             systemd-resolved) and reuse SDK clients."
+             systemd-resolved) and reuse SDK clients.",
+            // Interface names are the kernel's, but may hold `$` or `;` (any byte but `/`,
+            // `:`, whitespace).
+            crate::untrusted::shell_word(iface)
         ))
 }
 

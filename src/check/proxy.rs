@@ -260,6 +260,9 @@ pub(super) fn proxy_check(env: &EnvView, sdk: &SdkSettings) -> Check {
     } else {
         bare_host
     };
+    // The host comes from the endpoint setting (the environment, a config file): a URL host
+    // may hold `$`, `;` or backticks, and an IPv6 literal's brackets are glob characters.
+    let entries = crate::untrusted::shell_word(&entries);
     Check::warn(
         ID,
         format!("{settings}: IMDS traffic of {who} goes to the proxy"),
@@ -525,12 +528,13 @@ mod tests {
         let proxy = ("HTTP_PROXY", "http://p:3128");
         let c = proxy_after_probing(LOOPBACK, &[mode, proxy]);
         assert_eq!(c.status, Status::Warn, "{}", text(&c));
-        // botocore compares "[fd00:ec2::254]", Go "fd00:ec2::254": the fix names both.
+        // botocore compares "[fd00:ec2::254]", Go "fd00:ec2::254": the fix names both, quoted
+        // (brackets are glob characters to a shell).
         assert!(
             c.fix
                 .as_deref()
                 .unwrap()
-                .contains("NO_PROXY=fd00:ec2::254,[fd00:ec2::254],$NO_PROXY"),
+                .contains("NO_PROXY='fd00:ec2::254,[fd00:ec2::254]',$NO_PROXY"),
             "{}",
             text(&c)
         );

@@ -2,10 +2,16 @@
 //! (version 1, documented in docs/check.md) for scripts.
 //!
 //! Owns only the presentation: statuses, values and advice are decided by the evaluators.
+//! Values carry text from outside (IMDS answers, the environment, config files): both outputs
+//! remove its format characters (a bidi override would make a terminal show another command
+//! than the one pasted), and the human one its control characters too (JSON escapes them).
+
+use std::borrow::Cow;
 
 use serde::Serialize;
 
 use super::model::{Check, Counts, Report, Status, Verdict};
+use crate::untrusted::{visible, without_format};
 
 /// Version of the JSON document; bumped only when a field changes meaning or disappears.
 pub const JSON_VERSION: u32 = 1;
@@ -20,9 +26,9 @@ struct JsonReport<'a> {
     version: u32,
     verdict: Verdict,
     strict: bool,
-    imds_endpoint: &'a str,
+    imds_endpoint: Cow<'a, str>,
     imds_probed: bool,
-    ntp_servers: &'a [String],
+    ntp_servers: Vec<Cow<'a, str>>,
     counts: Counts,
     checks: Vec<JsonCheck<'a>>,
 }
@@ -32,9 +38,9 @@ struct JsonCheck<'a> {
     id: &'static str,
     name: &'static str,
     status: Status,
-    value: &'a str,
-    cause: Option<&'a str>,
-    fix: Option<&'a str>,
+    value: Cow<'a, str>,
+    cause: Option<Cow<'a, str>>,
+    fix: Option<Cow<'a, str>>,
 }
 
 /// The JSON document, pretty-printed, with a trailing newline.
@@ -43,9 +49,13 @@ pub fn json(report: &Report, strict: bool) -> String {
         version: JSON_VERSION,
         verdict: report.verdict(strict),
         strict,
-        imds_endpoint: &report.imds_endpoint,
+        imds_endpoint: without_format(&report.imds_endpoint),
         imds_probed: report.imds_probed,
-        ntp_servers: &report.ntp_servers,
+        ntp_servers: report
+            .ntp_servers
+            .iter()
+            .map(|s| without_format(s))
+            .collect(),
         counts: report.counts(),
         checks: report
             .checks
@@ -54,9 +64,9 @@ pub fn json(report: &Report, strict: bool) -> String {
                 id: c.id.as_str(),
                 name: c.id.name(),
                 status: c.status,
-                value: &c.value,
-                cause: c.cause.as_deref(),
-                fix: c.fix.as_deref(),
+                value: without_format(&c.value),
+                cause: c.cause.as_deref().map(without_format),
+                fix: c.fix.as_deref().map(without_format),
             })
             .collect(),
     };
@@ -104,10 +114,11 @@ fn advice(out: &mut String, label: &str, text: &str) {
     let width = WIDTH.saturating_sub(head.len()).max(40);
     let mut first = true;
     for paragraph in text.lines() {
+        let paragraph = visible(paragraph);
         let lines = if paragraph.starts_with("$ ") {
             vec![paragraph.to_string()]
         } else {
-            wrap(paragraph, width)
+            wrap(&paragraph, width)
         };
         for l in lines {
             out.push_str(if first { &head } else { &pad });
@@ -127,8 +138,9 @@ pub fn human(report: &Report, strict: bool, colour: bool) -> String {
         (false, None) => format!("not probed ({:?})", report.imds_endpoint),
     };
     let mut out = format!(
-        "imds_exporter check: IMDS {imds}, NTP {}\n\n",
-        report.ntp_servers.join(", ")
+        "imds_exporter check: IMDS {}, NTP {}\n\n",
+        visible(&imds),
+        visible(&report.ntp_servers.join(", "))
     );
     let name_width = report
         .checks
@@ -166,7 +178,7 @@ fn line(out: &mut String, c: &Check, name_width: usize, colour: bool) {
     out.push_str(&format!(
         "{status}  {:<name_width$}  {}\n",
         c.id.name(),
-        c.value
+        visible(&c.value)
     ));
     if let Some(cause) = &c.cause {
         advice(out, "cause:", cause);
@@ -213,6 +225,38 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn outside_text_loses_its_format_characters_and_on_a_terminal_its_controls() {
+        let report = Report {
+            imds_endpoint: "http://127.0.0.1:1\u{202E}".into(),
+            imds_probed: true,
+            imds_endpoint_setting: None,
+            ntp_servers: vec!["127.0.0.1:2\u{200B}".into()],
+            checks: vec![
+                Check::warn(CheckId::ImdsIdentity, "a\u{202E}b\x1b[2Kc")
+                    .cause("x\u{2066}y\rz")
+                    .fix("Run:\n$ cmd \u{FEFF}arg"),
+            ],
+        };
+        let text = human(&report, false, false);
+        assert!(!text.chars().any(crate::untrusted::is_format), "{text:?}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("ab[2Kc") && text.contains("$ cmd arg\n"),
+            "{text}"
+        );
+        let text = json(&report, false);
+        assert!(!text.chars().any(crate::untrusted::is_format), "{text:?}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // JSON escapes control characters itself.
+        assert_eq!(v["checks"][0]["value"], "ab\x1b[2Kc");
+        assert_eq!(v["checks"][0]["fix"], "Run:\n$ cmd arg");
+        assert_eq!(v["imds_endpoint"], "http://127.0.0.1:1");
     }
 
     #[test]

@@ -129,7 +129,7 @@ const ENDPOINT_MODE: (&str, &str) = (
 const V1_DISABLED: (&str, &str) = ("AWS_EC2_METADATA_V1_DISABLED", "ec2_metadata_v1_disabled");
 /// The config-file keys whose values the INI reader keeps (none of them is a secret; an
 /// endpoint's user information is redacted whenever it is shown).
-pub(super) const IMDS_KEYS: [&str; 5] = [
+pub const IMDS_KEYS: [&str; 5] = [
     TIMEOUT.1,
     ATTEMPTS.1,
     ENDPOINT.1,
@@ -557,9 +557,10 @@ pub(super) fn profile_name(p: &str) -> String {
     }
 }
 
-/// A value from the environment cut to a printable length.
+/// A value from the environment cut to a printable length, without control or format
+/// characters.
 pub(super) fn short(v: &str) -> String {
-    let cut: String = v.chars().filter(|c| !c.is_control()).take(120).collect();
+    let cut: String = crate::untrusted::visible(v).chars().take(120).collect();
     if cut.len() < v.len() {
         format!("{cut}...")
     } else {

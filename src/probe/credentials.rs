@@ -6,18 +6,19 @@
 //!
 //! Secrets: the credentials document's `SecretAccessKey` and `Token` are not fields of any type
 //! here: their presence is noted (the SDKs require both) with `IgnoredAny`, which skips a value
-//! unread, so they are never copied into our memory as values. The document is parsed as it
+//! unread (in [`super::document`], which reads a JSON object as the SDKs do), so they are never
+//! copied into our memory as values. The document is parsed as it
 //! streams in ([`inspect_credentials`] reads any `io::Read`), so no buffer ever holds all of it. Even `AccessKeyId` (not a secret, but an
 //! identifier) is kept only as a keyed hash, enough to notice that it changed.
 
 use std::hash::{BuildHasher, RandomState};
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde::de::IgnoredAny;
 
 use crate::labels::Reason;
+use crate::probe::document::{self, Field};
 use crate::probe::imds::sdk::{Code, DocShape, RoleShape};
+use crate::untrusted;
 
 /// Longest label value taken from IMDS data; longer values are cut (a hostile IMDS must not be
 /// able to blow up the exposition).
@@ -39,6 +40,8 @@ pub enum ParseError {
     },
     #[error("document has no {0}")]
     MissingField(&'static str),
+    #[error("{0} is not a string")]
+    NotAString(&'static str),
     #[error("{field} is not an RFC 3339 timestamp")]
     BadTimestamp { field: &'static str },
     #[error("Code is {code:?}, not \"Success\"")]
@@ -62,6 +65,7 @@ impl ParseError {
 
 fn not_json(e: serde_json::Error) -> ParseError {
     let category = match e.classify() {
+        _ if document::is_not_utf8(&e) => "invalid UTF-8",
         serde_json::error::Category::Io => "io error",
         serde_json::error::Category::Syntax => "syntax error",
         serde_json::error::Category::Data => "unexpected type",
@@ -80,13 +84,18 @@ fn parse_timestamp(field: &'static str, value: &str) -> Result<DateTime<Utc>, Pa
         .map_err(|_| ParseError::BadTimestamp { field })
 }
 
-/// Cuts a value from IMDS to a safe label: printable, no control characters, bounded length.
+/// Cuts a value from IMDS to a safe label: no control, format or separator character
+/// ([`untrusted::is_hidden`]: a bidi override would make a dashboard show another value),
+/// bounded length (in characters).
 pub fn label_value(raw: &str) -> String {
     bounded_label_value(raw, MAX_LABEL_LEN)
 }
 
 fn bounded_label_value(raw: &str, max: usize) -> String {
-    raw.chars().filter(|c| !c.is_control()).take(max).collect()
+    raw.chars()
+        .filter(|&c| !untrusted::is_hidden(c))
+        .take(max)
+        .collect()
 }
 
 /// The role name from `GET /latest/meta-data/iam/security-credentials/`: the first line, as the
@@ -99,11 +108,7 @@ pub fn parse_role_list(body: &[u8]) -> Result<String, ParseError> {
         .map(str::trim)
         .find(|l| !l.is_empty())
         .ok_or(ParseError::EmptyRoleList)?;
-    let valid = role.len() <= 64
-        && role
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
-    if valid {
+    if untrusted::is_role_name(role) {
         Ok(role.to_string())
     } else {
         Err(ParseError::BadRoleName)
@@ -133,21 +138,32 @@ pub struct CredentialsDoc {
     pub key_id_hash: u64,
 }
 
-#[derive(Deserialize)]
-struct RawCredentials {
-    #[serde(rename = "Code")]
-    code: Option<String>,
-    #[serde(rename = "LastUpdated")]
-    last_updated: Option<String>,
-    #[serde(rename = "AccessKeyId")]
-    access_key_id: Option<String>,
-    #[serde(rename = "Expiration")]
-    expiration: Option<String>,
-    // Present or not; the value is skipped unread, never stored.
-    #[serde(rename = "SecretAccessKey")]
-    secret_access_key: Option<IgnoredAny>,
-    #[serde(rename = "Token")]
-    token: Option<IgnoredAny>,
+/// The keys of a credentials document we read: their string values.
+const CODE: usize = 0;
+const LAST_UPDATED: usize = 1;
+const ACCESS_KEY_ID: usize = 2;
+const EXPIRATION: usize = 3;
+const CREDENTIALS_TEXT: &[&str] = &["Code", "LastUpdated", "AccessKeyId", "Expiration"];
+/// The secrets: whether they are there, never their values.
+const CREDENTIALS_SECRETS: &[&str] = &["SecretAccessKey", "Token"];
+
+/// A string field: `Ok(None)` when absent (or `null`), an error when it is not a string.
+fn text<'a>(field: &'a Option<Field>, name: &'static str) -> Result<Option<&'a str>, ParseError> {
+    match field {
+        None => Ok(None),
+        Some(Field::Text(s)) => Ok(Some(s)),
+        Some(Field::NotText) => Err(ParseError::NotAString(name)),
+    }
+}
+
+/// IMDS reports errors such as `AssumeRoleUnauthorizedAccess` with HTTP 200 and a `Code`.
+fn check_code(field: &Option<Field>) -> Result<(), ParseError> {
+    match text(field, "Code")? {
+        Some(code) if code != "Success" => Err(ParseError::CodeNotSuccess {
+            code: label_value(code),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A credentials document as the exporter reads it, and its shape as the SDKs would see it.
@@ -183,48 +199,40 @@ pub fn inspect_credentials(
     reader: impl std::io::Read,
     hasher: &KeyIdHasher,
 ) -> Result<Inspection, ParseError> {
-    let raw: RawCredentials = serde_json::from_reader(reader).map_err(not_json)?;
-    let expiration = raw
-        .expiration
-        .as_deref()
-        .map(|v| parse_timestamp("Expiration", v));
+    let raw =
+        document::from_reader(reader, CREDENTIALS_TEXT, CREDENTIALS_SECRETS).map_err(not_json)?;
+    let expiration = match &raw.text[EXPIRATION] {
+        None => None,
+        Some(Field::Text(v)) => Some(parse_timestamp("Expiration", v)),
+        Some(Field::NotText) => Some(Err(ParseError::NotAString("Expiration"))),
+    };
+    let has_key_id = matches!(&raw.text[ACCESS_KEY_ID], Some(Field::Text(k)) if !k.is_empty());
     let shape = DocShape {
         json: true,
-        complete: raw.access_key_id.as_deref().is_some_and(|k| !k.is_empty())
-            && raw.secret_access_key.is_some()
-            && raw.token.is_some()
-            && matches!(expiration, Some(Ok(_))),
-        code: match raw.code.as_deref() {
+        complete: has_key_id && raw.present.iter().all(|&p| p) && matches!(expiration, Some(Ok(_))),
+        code: match &raw.text[CODE] {
             None => Code::Absent,
-            Some(c) if c.eq_ignore_ascii_case("Success") => Code::Success,
+            Some(Field::Text(c)) if c.eq_ignore_ascii_case("Success") => Code::Success,
             Some(_) => Code::Other,
         },
     };
     Ok(Inspection {
-        document: document(&raw, expiration, hasher),
+        document: self::document(&raw, expiration, hasher),
         shape,
     })
 }
 
 fn document(
-    raw: &RawCredentials,
+    raw: &document::Object,
     expiration: Option<Result<DateTime<Utc>, ParseError>>,
     hasher: &KeyIdHasher,
 ) -> Result<CredentialsDoc, ParseError> {
-    if let Some(code) = raw.code.as_deref()
-        && code != "Success"
-    {
-        return Err(ParseError::CodeNotSuccess {
-            code: label_value(code),
-        });
-    }
-    let key_id = raw
-        .access_key_id
-        .as_deref()
+    check_code(&raw.text[CODE])?;
+    let key_id = text(&raw.text[ACCESS_KEY_ID], "AccessKeyId")?
         .filter(|k| !k.is_empty())
         .ok_or(ParseError::MissingField("AccessKeyId"))?;
     let expiration = expiration.ok_or(ParseError::MissingField("Expiration"))??;
-    let last_updated = match raw.last_updated.as_deref() {
+    let last_updated = match text(&raw.text[LAST_UPDATED], "LastUpdated")? {
         Some(v) => Some(parse_timestamp("LastUpdated", v)?),
         None => None,
     };
@@ -241,28 +249,13 @@ pub struct InstanceProfile {
     pub arn: String,
 }
 
-#[derive(Deserialize)]
-struct RawInfo {
-    #[serde(rename = "Code")]
-    code: Option<String>,
-    #[serde(rename = "InstanceProfileArn")]
-    instance_profile_arn: Option<String>,
-}
-
 pub fn parse_info(body: &[u8]) -> Result<InstanceProfile, ParseError> {
-    let raw: RawInfo = serde_json::from_slice(body).map_err(not_json)?;
-    if let Some(code) = raw.code.as_deref()
-        && code != "Success"
-    {
-        return Err(ParseError::CodeNotSuccess {
-            code: label_value(code),
-        });
-    }
-    let arn = raw
-        .instance_profile_arn
+    let raw = document::from_slice(body, &["Code", "InstanceProfileArn"], &[]).map_err(not_json)?;
+    check_code(&raw.text[0])?;
+    let arn = text(&raw.text[1], "InstanceProfileArn")?
         .ok_or(ParseError::MissingField("InstanceProfileArn"))?;
     Ok(InstanceProfile {
-        arn: bounded_label_value(&arn, MAX_ARN_LEN),
+        arn: bounded_label_value(arn, MAX_ARN_LEN),
     })
 }
 
@@ -277,30 +270,32 @@ pub struct Identity {
     pub image_id: String,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawIdentity {
-    instance_id: Option<String>,
-    instance_type: Option<String>,
-    region: Option<String>,
-    availability_zone: Option<String>,
-    account_id: Option<String>,
-    image_id: Option<String>,
-}
+const IDENTITY_TEXT: &[&str] = &[
+    "instanceId",
+    "instanceType",
+    "region",
+    "availabilityZone",
+    "accountId",
+    "imageId",
+];
 
+/// The identity document's fields as label values; only `instanceId` is required. A field
+/// that is not a string reads as empty (the label must exist), except `instanceId`.
 pub fn parse_identity(body: &[u8]) -> Result<Identity, ParseError> {
-    let raw: RawIdentity = serde_json::from_slice(body).map_err(not_json)?;
-    let instance_id = raw
-        .instance_id
-        .ok_or(ParseError::MissingField("instanceId"))?;
-    let v = |o: Option<String>| label_value(o.as_deref().unwrap_or(""));
+    let raw = document::from_slice(body, IDENTITY_TEXT, &[]).map_err(not_json)?;
+    let instance_id =
+        text(&raw.text[0], "instanceId")?.ok_or(ParseError::MissingField("instanceId"))?;
+    let v = |i: usize| match &raw.text[i] {
+        Some(Field::Text(s)) => label_value(s),
+        _ => String::new(),
+    };
     Ok(Identity {
-        instance_id: label_value(&instance_id),
-        instance_type: v(raw.instance_type),
-        region: v(raw.region),
-        availability_zone: v(raw.availability_zone),
-        account_id: v(raw.account_id),
-        image_id: v(raw.image_id),
+        instance_id: label_value(instance_id),
+        instance_type: v(1),
+        region: v(2),
+        availability_zone: v(3),
+        account_id: v(4),
+        image_id: v(5),
     })
 }
 
@@ -402,12 +397,37 @@ mod tests {
                 "AssumeRoleUnauthorizedAccess",
             ),
             ("[]", Reason::InvalidResponse, "unexpected type"),
+            // serde's derive took an array for a struct; the SDKs want an object.
+            (
+                "[null,null,null,null,null,null]",
+                Reason::InvalidResponse,
+                "unexpected type",
+            ),
+            (
+                r#"{"AccessKeyId":5,"Expiration":"2026-11-22T09:00:00Z"}"#,
+                Reason::InvalidResponse,
+                "AccessKeyId is not a string",
+            ),
+            (
+                r#"{"Code":["Success"],"AccessKeyId":"A","Expiration":"2026-11-22T09:00:00Z"}"#,
+                Reason::InvalidResponse,
+                "Code is not a string",
+            ),
         ];
         for (body, reason, text) in cases {
             let err = parse_credentials(body.as_bytes(), &KeyIdHasher::default()).unwrap_err();
             assert_eq!(err.reason(), *reason, "{body}");
             assert!(err.to_string().contains(text), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn a_duplicate_key_counts_once_the_last_as_in_the_sdks() {
+        let body = r#"{"Code":"Failure","Code":"Success","AccessKeyId":"A","Expiration":"x",
+                       "Expiration":"2026-11-22T09:00:00Z","SecretAccessKey":"s","Token":"t"}"#;
+        let i = inspect_credentials(body.as_bytes(), &KeyIdHasher::default()).unwrap();
+        assert_eq!(i.document.unwrap().expiration, ts("2026-11-22T09:00:00Z"));
+        assert!(i.shape.complete && i.shape.code == Code::Success);
     }
 
     #[test]

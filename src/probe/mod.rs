@@ -9,9 +9,10 @@
 //! [`crate::exporter::start`].
 //!
 //! Layout: `imds` (the SDK-like credential probe), `credentials` (parsing and rotation, pure),
-//! `ntp` (SNTP).
+//! `document` (reading one JSON object of IMDS as the SDKs do), `ntp` (SNTP).
 
 pub mod credentials;
+pub mod document;
 pub mod imds;
 pub mod ntp;
 

@@ -159,14 +159,39 @@ const ALLOWED_HEADERS: &[&str] = &[
     "Content-Security-Policy",
 ];
 
+/// A file parsed and checked, before anything it names is read.
+pub struct Checked {
+    pub tls: Option<TlsFiles>,
+    pub users: Option<BTreeMap<String, String>>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Parses and checks a file's text; reads nothing (paths are resolved against `base`). The one
+/// place outside text becomes settings: `load` uses it, the property tests and the fuzz target
+/// drive it directly.
+pub fn check(text: &str, base: &Path) -> Result<Checked, FileError> {
+    let file = parse(text)?;
+    let tls = check_tls(file.tls_server_config.as_ref(), base)?;
+    let users = match &file.basic_auth_users {
+        Some(users) if !users.is_empty() => Some(check_users(users)?),
+        _ => None,
+    };
+    let headers = check_headers(file.http_server_config.as_ref())?;
+    Ok(Checked {
+        tls,
+        users,
+        headers,
+    })
+}
+
 /// Reads, parses and checks the file, and loads what it names (certificates, keys, CAs).
 pub fn load(path: &Path) -> Result<Settings, FileError> {
     let text = crate::config::read_text_file(path)
         .map_err(|e| FileError::new("(file)", format!("cannot read {}: {e}", path.display())))?;
-    let file = parse(&text)?;
     let base = path.parent().unwrap_or(Path::new("."));
+    let checked = check(&text, base)?;
     let mut inputs = vec![path.to_path_buf()];
-    let tls = match check_tls(file.tls_server_config.as_ref(), base)? {
+    let tls = match checked.tls {
         Some(files) => {
             inputs.push(files.cert_file.clone());
             inputs.push(files.key_file.clone());
@@ -175,15 +200,11 @@ pub fn load(path: &Path) -> Result<Settings, FileError> {
         }
         None => None,
     };
-    let auth = match &file.basic_auth_users {
-        Some(users) if !users.is_empty() => Some(Arc::new(BasicAuth::new(check_users(users)?))),
-        _ => None,
-    };
-    let headers = check_headers(file.http_server_config.as_ref())?;
+    let auth = checked.users.map(|users| Arc::new(BasicAuth::new(users)));
     Ok(Settings {
         tls,
         auth,
-        headers,
+        headers: checked.headers,
         inputs,
     })
 }

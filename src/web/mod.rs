@@ -28,6 +28,7 @@ use axum::routing::get;
 
 use crate::config::ConfigError;
 use crate::metrics::Metrics;
+use crate::untrusted::html_text;
 
 /// Where and how the exporter serves (flags `--web.*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,23 +285,16 @@ async fn landing(State(s): State<WebState>) -> Html<String> {
     Html(s.landing.as_str().to_owned())
 }
 
-/// Escapes text for HTML.
-pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// The landing page: links, and the configuration in force.
+/// The landing page: links, and the configuration in force. Every value (flags, environment) goes
+/// through `untrusted::html_text`: escaped for HTML, hidden characters removed.
 pub fn landing_page(telemetry_path: &str, config: &[(&str, String)]) -> String {
     let rows: String = config
         .iter()
         .map(|(k, v)| {
             format!(
                 "<tr><td><code>{}</code></td><td><code>{}</code></td></tr>\n",
-                escape(k),
-                escape(v)
+                html_text(k),
+                html_text(v)
             )
         })
         .collect();
@@ -322,8 +316,25 @@ pub fn landing_page(telemetry_path: &str, config: &[(&str, String)]) -> String {
 <p>Version {version}, revision {revision}.</p>
 </body></html>
 "#,
-        path = escape(telemetry_path),
+        path = html_text(telemetry_path),
         version = crate::metrics::BUILD_INFO.version,
         revision = crate::metrics::BUILD_INFO.revision,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::landing_page;
+
+    #[test]
+    fn the_landing_page_escapes_every_value_and_drops_hidden_characters() {
+        let page = landing_page(
+            "/m<x>",
+            &[("imds.endpoint", "http://a\"b'c&d<script>\u{202e}e".into())],
+        );
+        assert!(page.contains("http://a&quot;b&#39;c&amp;d&lt;script&gt;e"));
+        assert!(page.contains("href=\"/m&lt;x&gt;\""));
+        assert!(!page.contains("<script>"));
+        assert!(!page.contains('\u{202e}'));
+    }
 }

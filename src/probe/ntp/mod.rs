@@ -211,6 +211,16 @@ pub fn validate_server_name(server: &str, allow_public: bool) -> Result<(), Stri
     if host.is_empty() {
         return Err(format!("ntp server {server:?} has no host"));
     }
+    // The name becomes the `server` label and is logged: no host name has these.
+    if server
+        .chars()
+        .any(|c| crate::untrusted::is_hidden(c) || c.is_whitespace())
+    {
+        // `{:?}` escapes them.
+        return Err(format!(
+            "ntp server {server:?} holds a space, control or format character"
+        ));
+    }
     if !crate::config::is_host(&host) {
         return Err(format!(
             "ntp server {server:?}: {host:?} is neither an IP address nor a host name"
@@ -428,6 +438,21 @@ impl Prober for NtpProbe {
 mod tests {
     use super::*;
     use crate::sim::ntp::server_reply;
+
+    #[test]
+    fn server_names_with_hidden_characters_or_spaces_are_refused() {
+        for server in [
+            "127.0.0.1\u{202E}:123",
+            "ntp\u{200B}.internal",
+            "a b:123",
+            "x\n:1",
+        ] {
+            let err = validate_server_name(server, true).unwrap_err();
+            assert!(!err.chars().any(crate::untrusted::is_hidden), "{err:?}");
+            assert!(err.contains("format character"), "{err}");
+        }
+        assert!(validate_server_name("169.254.169.123:123", false).is_ok());
+    }
 
     #[test]
     fn public_servers_are_refused_unless_allowed() {
