@@ -309,14 +309,14 @@ const CUT_PAUSE: Duration = Duration::from_millis(20);
 /// `Content-Length` it was promised and a connection closed before it was met. The pause lets
 /// hyper flush the first part to the socket (it does when the body is not ready) before the
 /// error ends the connection.
-struct CutTransfer {
+pub(super) struct CutTransfer {
     declared: u64,
     first: Option<bytes::Bytes>,
     pause: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 impl CutTransfer {
-    fn new(document: String) -> Self {
+    pub(super) fn new(document: String) -> Self {
         let declared = document.len() as u64;
         let mut first = document.into_bytes();
         first.truncate(first.len() / 3);
