@@ -58,6 +58,8 @@ async fn run_and_scan(format: &str) {
     let metrics_url = format!("http://127.0.0.1:{port}/metrics");
     eventually(Duration::from_secs(10), "the exporter serves", || async {
         // Not common::get, which panics on a refused connection: the exporter is starting.
+        // reqwest's TLS needs a rustls provider in the process (probe::client_tls).
+        imds_exporter::probe::client_tls::install_provider();
         reqwest::Client::builder()
             .no_proxy()
             .build()

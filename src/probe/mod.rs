@@ -11,9 +11,14 @@
 //! Layout: `imds` (the SDK-like credential probe), `credentials` (parsing and rotation, pure),
 //! `ntp` (SNTP).
 
+pub mod client_tls;
+pub mod container;
+pub mod credential_families;
 pub mod credentials;
 pub mod imds;
 pub mod ntp;
+pub mod sts;
+pub mod web_identity;
 
 use std::future::Future;
 use std::time::Duration;
