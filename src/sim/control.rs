@@ -132,3 +132,21 @@ pub async fn set_sts_code(
     state.set_sts_code(code.clone());
     Json(json!({ "sts_code": code })).into_response()
 }
+
+/// `POST /_sim/credentials` with `{"AccessKeyId": ..., "SecretAccessKey": ..., "Token": ...}`:
+/// IMDS serves these instead of the generated keys (an empty body or `{}` undoes it).
+pub async fn set_credentials(State(state): State<Arc<SimState>>, body: String) -> Response {
+    if body.trim().is_empty() || body.trim() == "{}" {
+        state.set_credentials_override(None);
+        return Json(json!({ "overridden": false })).into_response();
+    }
+    match serde_json::from_str::<super::state::CredentialsOverride>(&body) {
+        Ok(keys) => {
+            state.set_credentials_override(Some(keys));
+            Json(json!({ "overridden": true })).into_response()
+        }
+        Err(e) => bad_request(format!(
+            "expected {{\"AccessKeyId\", \"SecretAccessKey\", \"Token\"}}: {e}"
+        )),
+    }
+}

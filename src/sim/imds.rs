@@ -277,7 +277,13 @@ fn metadata(state: &SimState, scenario: &Scenario, path: &str) -> Response {
 fn credentials(state: &SimState, scenario: &Scenario) -> Response {
     let now = Utc::now();
     let generation = state.current_credentials(scenario, now);
-    let doc = generation.document();
+    let mut doc = generation.document();
+    if let Some(keys) = state.credentials_override() {
+        doc = doc
+            .replace(&generation.access_key_id(), &keys.access_key_id)
+            .replace(&generation.secret_access_key(), &keys.secret_access_key)
+            .replace(&generation.session_token(), &keys.token);
+    }
     let body = match scenario {
         Scenario::CodeError => format!(
             "{{\n  \"Code\" : \"AssumeRoleUnauthorizedAccess\",\n  \"Message\" : \"EC2 cannot assume the role {}. Please see documentation at https://docs.aws.amazon.com/IAM/latest/UserGuide/RolesTroubleshooting.html#troubleshoot_iam-ec2_errors-info-doc.\",\n  \"LastUpdated\" : \"{}\"\n}}",

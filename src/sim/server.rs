@@ -35,6 +35,7 @@ pub fn router(state: Arc<SimState>) -> Router {
             post(super::control::set_container_scenario),
         )
         .route("/_sim/sts/code/{code}", post(super::control::set_sts_code))
+        .route("/_sim/credentials", post(super::control::set_credentials))
         .route("/v1/credentials", get(super::container::handle))
         .route("/v2/credentials/{id}", get(super::container::handle_ecs))
         .route("/_sts", post(super::sts::handle))

@@ -36,6 +36,20 @@ struct Inner {
     container_credentials: CredentialSchedule,
     /// The STS stand-in's forced error code; `None`: it judges the session token's expiry.
     sts_code: Option<String>,
+    /// Keys a real STS peer issued, served by IMDS instead of the generated ones.
+    credentials_override: Option<CredentialsOverride>,
+}
+
+/// `POST /_sim/credentials`: a key, secret and session token to serve in place of the
+/// generated ones (so that a real STS peer, such as moto, can verify a signature made with them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct CredentialsOverride {
+    #[serde(rename = "AccessKeyId")]
+    pub access_key_id: String,
+    #[serde(rename = "SecretAccessKey")]
+    pub secret_access_key: String,
+    #[serde(rename = "Token")]
+    pub token: String,
 }
 
 impl Inner {
@@ -74,6 +88,7 @@ impl SimState {
                     config.lifetime,
                 )?,
                 sts_code: None,
+                credentials_override: None,
             }),
             config,
         }))
@@ -144,6 +159,15 @@ impl SimState {
             inner.credentials.current(&imds, now),
             inner.container_credentials.current(&container, now),
         ]
+    }
+
+    pub fn credentials_override(&self) -> Option<CredentialsOverride> {
+        self.lock().credentials_override.clone()
+    }
+
+    pub fn set_credentials_override(&self, keys: Option<CredentialsOverride>) {
+        tracing::info!(overridden = keys.is_some(), "IMDS credentials override set");
+        self.lock().credentials_override = keys;
     }
 
     pub fn sts_code(&self) -> Option<String> {
