@@ -138,7 +138,8 @@ pub enum Reason {
     /// A token file (the container authorization token, the web identity token) that cannot be
     /// read, or whose content the SDKs refuse (a line break in a header value, an empty file).
     TokenFile,
-    /// The web identity token's `exp` is in the past: the exchange would fail.
+    /// Already expired: the web identity token's `exp` (the exchange would fail), or the
+    /// container endpoint's credentials (botocore refuses them).
     Expired,
     /// STS answered with an error code that refuses the request (`ExpiredToken`,
     /// `SignatureDoesNotMatch`, `InvalidClientTokenId`, ...: the `code` label says which).
@@ -159,8 +160,9 @@ impl Reason {
         Reason::CodeNotSuccess,
     ];
 
-    /// The container probe: IMDS's HTTP reasons, plus the authorization token file.
-    pub const CONTAINER: [Reason; 11] = [
+    /// The container probe: IMDS's HTTP reasons, the authorization token file, and expired
+    /// credentials (which botocore's container provider refuses).
+    pub const CONTAINER: [Reason; 12] = [
         Reason::Timeout,
         Reason::Connect,
         Reason::Throttled,
@@ -172,6 +174,7 @@ impl Reason {
         Reason::InvalidResponse,
         Reason::CodeNotSuccess,
         Reason::TokenFile,
+        Reason::Expired,
     ];
 
     /// The web identity probe: the token file, its expiry, and (opt-in) the exchange.

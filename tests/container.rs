@@ -58,8 +58,9 @@ const CLASSIFICATION: &[(&str, Option<Reason>, usize)] = &[
     ("server-error", Some(Reason::ServerError), 3),
     ("no-role", Some(Reason::NotFound), 3),
     ("token-rejected", Some(Reason::Unauthorized), 3),
+    // botocore refuses an expired container document (it extends IMDS's, not these).
+    ("expired", Some(Reason::Expired), 1),
     // A valid document: the alerts judge the time.
-    ("expired", None, 1),
     ("expiring", None, 1),
     ("stale", None, 1),
     ("rotate-late", None, 1),

@@ -265,6 +265,10 @@ pub struct ContainerRun {
     /// The document, or the reason of the last attempt.
     pub outcome: Option<Result<CredentialsDoc, Reason>>,
     pub rotation: Option<Rotation>,
+    /// The document served had already expired. botocore refuses it ("the refreshed
+    /// credentials are still expired"): unlike IMDS's, the container provider does not extend
+    /// expired credentials, so the run fails.
+    pub expired: bool,
 }
 
 impl ContainerRun {
@@ -275,6 +279,7 @@ impl ContainerRun {
         match self.outcome {
             Some(Err(r)) => Some(r),
             None => Some(Reason::Timeout),
+            Some(Ok(_)) if self.expired => Some(Reason::Expired),
             Some(Ok(_)) => None,
         }
     }
@@ -342,7 +347,9 @@ impl ContainerProber {
             });
             match doc {
                 Ok(doc) => {
-                    run.rotation = self.rotation.observe(&doc, Utc::now());
+                    let now = Utc::now();
+                    run.rotation = self.rotation.observe(&doc, now);
+                    run.expired = doc.expiration <= now;
                     run.outcome = Some(Ok(doc));
                     break;
                 }
@@ -466,6 +473,9 @@ impl Prober for ContainerProbe {
             (Some(e), _) => format!("auth_token: {e}"),
             (None, Some(Attempt { error: Some(e), .. })) => {
                 format!("credentials: {e} (after {} attempts)", run.attempts.len())
+            }
+            _ if reason == Reason::Expired => {
+                "credentials: the document served has already expired".into()
             }
             _ => "the run did not finish within its deadline".into(),
         };

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
 use super::credentials::Generation;
-use super::imds::{ConnControl, CutTransfer, precise_sleep};
+use super::imds::{ConnControl, CountIfDropped, CutTransfer, precise_sleep};
 use super::scenario::{ContainerScenario, Scenario, TruncateMode};
 use super::state::SimState;
 
@@ -90,7 +90,14 @@ pub async fn handle(
         }
         Some(s) => {
             if let Some(delay) = s.delay() {
+                // A client that gives up first is counted as never answered, as for IMDS.
+                let mut unanswered = CountIfDropped {
+                    state: &state,
+                    group: GROUP,
+                    armed: true,
+                };
                 precise_sleep(delay).await;
+                unanswered.armed = false;
             }
         }
         None => {}

@@ -155,10 +155,10 @@ pub async fn precise_sleep(delay: std::time::Duration) {
 }
 
 /// Counts a request as "none" (never answered) if its handler is dropped while armed.
-struct CountIfDropped<'a> {
-    state: &'a SimState,
-    group: &'static str,
-    armed: bool,
+pub(super) struct CountIfDropped<'a> {
+    pub(super) state: &'a SimState,
+    pub(super) group: &'static str,
+    pub(super) armed: bool,
 }
 
 impl Drop for CountIfDropped<'_> {

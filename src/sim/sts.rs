@@ -7,7 +7,9 @@
 //!   of `--role` (the container side's: of `<role>-pod`), or `ExpiredToken` (HTTP 400) once that
 //!   generation has expired (the `expired` scenario); any other token: `InvalidClientTokenId`
 //!   (403). The signature itself is not checked (neither does moto by default).
-//! - `AssumeRoleWithWebIdentity`: the role named in `RoleArn`, assumed.
+//! - `AssumeRoleWithWebIdentity`: the role named in `RoleArn`, assumed; `ExpiredTokenException`
+//!   (HTTP 400) when the token's `exp` claim has passed, `InvalidIdentityToken` when it is not a
+//!   JWT (the signature is not checked).
 //! - `POST /_sim/sts/code/<Code>` forces an error code for every request (`auto` undoes it).
 //!
 //! The `Date` header carries the simulator's clock offset (`/_sim/clock-offset`), as the NTP
@@ -53,6 +55,11 @@ fn error(state: &SimState, code: &str) -> Response {
             StatusCode::BAD_REQUEST,
             "The security token included in the request is expired",
         ),
+        "ExpiredTokenException" => (StatusCode::BAD_REQUEST, "Token expired"),
+        "InvalidIdentityToken" => (
+            StatusCode::BAD_REQUEST,
+            "The web identity token is not a valid JWT",
+        ),
         "Throttling" => (StatusCode::BAD_REQUEST, "Rate exceeded"),
         "InvalidClientTokenId" => (
             StatusCode::FORBIDDEN,
@@ -93,6 +100,12 @@ pub async fn handle(
     match form_value(&body, "Action") {
         Some("GetCallerIdentity") => caller_identity(&state, &headers),
         Some("AssumeRoleWithWebIdentity") => {
+            let token = percent_decode(form_value(&body, "WebIdentityToken").unwrap_or(""));
+            match jwt_expired(&token) {
+                Some(true) => return error(&state, "ExpiredTokenException"),
+                None => return error(&state, "InvalidIdentityToken"),
+                Some(false) => {}
+            }
             let arn = form_value(&body, "RoleArn")
                 .map(|a| a.replace("%3A", ":").replace("%2F", "/"))
                 .unwrap_or_default();
@@ -109,6 +122,44 @@ pub async fn handle(
         }
         _ => error(&state, "InvalidAction"),
     }
+}
+
+/// `%XX` escapes and `+` of a form value.
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => out.push(b),
+                    None => out.extend_from_slice(&bytes[i..i + 3]),
+                }
+                i += 3;
+                continue;
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether a JWT's `exp` has passed; `None` when it is not a JWT with one.
+fn jwt_expired(token: &str) -> Option<bool> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?.as_f64()?;
+    Some(exp <= Utc::now().timestamp() as f64)
 }
 
 fn caller_identity(state: &SimState, headers: &HeaderMap) -> Response {
