@@ -37,7 +37,7 @@ import thresholds  # noqa: E402
 THRESHOLDS = [
     # alerts/imds_exporter.rules.yml
     ("instance:imds_request_duration_seconds_over_1s:ratio_rate5m", None,
-     "slow_request_seconds", r'imds_request_duration_seconds_bucket{le=~"{N}(\\.0)?"}'),
+     "slow_request_seconds", r'imds_request_duration_seconds_bucket{probe="imds", le=~"{N}(\\.0)?"}'),
     ("ImdsRequestLatencyHigh", "warning",
      "slow_request_seconds", "instance:imds_request_duration_seconds_over_{N}s:ratio_rate5m"),
     ("ImdsRequestLatencyHigh", "warning",
@@ -51,7 +51,12 @@ THRESHOLDS = [
     ("ImdsCredentialsExpiring", "critical",
      "credentials_expiry_critical_seconds", "imds_credentials_expiration_timestamp_seconds - time() < {N}"),
     ("ImdsCredentialsRotationLate", "warning",
-     "credentials_rotation_lead_seconds", "imds_credentials_rotation_lead_seconds < {N}"),
+     "credentials_rotation_lead_seconds", 'imds_credentials_rotation_lead_seconds{probe="imds"} < {N}'),
+    ("ImdsProbeStale", "warning", "probe_stale_max_interval_seconds", "imds_probe_interval_seconds <= {N}"),
+    ("ImdsWebIdentityTokenExpiring", "warning", "web_identity_token_expiry_warning_seconds",
+     "imds_web_identity_token_expiration_timestamp_seconds - time() < {N}"),
+    ("ImdsStsClockSkew", "critical", "clock_skew_critical_seconds", "imds_sts_clock_skew_seconds > {N}"),
+    ("ImdsStsClockSkew", "critical", "clock_skew_critical_seconds", "imds_sts_clock_skew_seconds < -{N}"),
     ("ImdsClockSkewDetected", "warning", "clock_skew_warning_seconds", "imds_ntp_offset_seconds > {N}"),
     ("ImdsClockSkewDetected", "warning", "clock_skew_warning_seconds", "imds_ntp_offset_seconds < -{N}"),
     ("ImdsClockSkewDetected", "critical", "clock_skew_critical_seconds", "imds_ntp_offset_seconds > {N}"),

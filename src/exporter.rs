@@ -17,8 +17,11 @@ use crate::collector::process::ProcessMetrics;
 use crate::collector::{NodeViews, NodeViewsConfig, NodeViewsProbe};
 use crate::config::{ConfigError, human};
 use crate::metrics::Metrics;
+use crate::probe::container::{ContainerConfig, ContainerProbe};
 use crate::probe::imds::{ImdsConfig, ImdsProbe, redacted_endpoint};
 use crate::probe::ntp::{NtpConfig, NtpProbe};
+use crate::probe::sts::{StsConfig, StsProbe};
+use crate::probe::web_identity::{WebIdentityConfig, WebIdentityProbe};
 use crate::scheduler::Scheduler;
 use crate::web::WebConfig;
 use crate::web::reload::LiveSettings;
@@ -31,6 +34,12 @@ pub struct ExporterConfig {
     /// `None` when the NTP probe is off (`--collector.ntp=false`).
     pub ntp: Option<NtpConfig>,
     pub node: NodeViewsConfig,
+    /// `None` unless the container credential variables or `--container.*` are set.
+    pub container: Option<ContainerConfig>,
+    /// `None` unless `AWS_WEB_IDENTITY_TOKEN_FILE` or `--web-identity.token-file` is set.
+    pub web_identity: Option<WebIdentityConfig>,
+    /// `None` unless `--sts.enabled`.
+    pub sts: Option<StsConfig>,
 }
 
 impl ExporterConfig {
@@ -40,6 +49,15 @@ impl ExporterConfig {
         self.imds.validate()?;
         if let Some(ntp) = &self.ntp {
             ntp.validate()?;
+        }
+        if let Some(c) = &self.container {
+            c.validate()?;
+        }
+        if let Some(w) = &self.web_identity {
+            w.validate()?;
+        }
+        if let Some(s) = &self.sts {
+            s.validate()?;
         }
         self.node.validate()
     }
@@ -99,6 +117,52 @@ impl ExporterConfig {
             ),
             ("ntp.timeout", ntp.map_or("-".into(), |n| human(n.timeout))),
             ("collector.ntp", ntp.is_some().to_string()),
+            (
+                "container.endpoint",
+                self.container.as_ref().map_or(
+                    "(off: no AWS_CONTAINER_CREDENTIALS_* variable, no --container.endpoint)"
+                        .into(),
+                    |c| redacted_endpoint(&c.endpoint),
+                ),
+            ),
+            (
+                "container.token-file",
+                self.container
+                    .as_ref()
+                    .and_then(|c| c.token.as_ref())
+                    .map_or("-".into(), |t| t.describe()),
+            ),
+            (
+                "web-identity.token-file",
+                self.web_identity.as_ref().map_or(
+                    "(off: no AWS_WEB_IDENTITY_TOKEN_FILE, no --web-identity.token-file)".into(),
+                    |w| w.token_file.display().to_string(),
+                ),
+            ),
+            (
+                "web-identity.exchange",
+                self.web_identity
+                    .as_ref()
+                    .is_some_and(|w| w.exchange.is_some())
+                    .to_string(),
+            ),
+            (
+                "sts.enabled",
+                match &self.sts {
+                    None => "false".into(),
+                    Some(s) => format!(
+                        "true (endpoint {}, every {})",
+                        s.endpoint
+                            .as_deref()
+                            .map(redacted_endpoint)
+                            .unwrap_or_else(|| format!(
+                                "regional, region {}",
+                                s.region.as_deref().unwrap_or("of the identity document")
+                            )),
+                        human(s.interval)
+                    ),
+                },
+            ),
             ("collector.interval", human(self.node.interval)),
             ("collector.clock", self.node.clock.to_string()),
             (
@@ -173,6 +237,19 @@ pub async fn start(config: ExporterConfig) -> Result<RunningExporter, String> {
     if let Some(ntp) = &config.ntp {
         let probe = NtpProbe::new(ntp.clone(), &metrics);
         tasks.push(scheduler.spawn("ntp", probe, ntp.schedule(), None));
+    }
+    if let Some(c) = &config.container {
+        let probe = ContainerProbe::new(c.clone(), &metrics).map_err(|e| e.to_string())?;
+        tasks.push(scheduler.spawn("container", probe, c.schedule(), None));
+    }
+    if let Some(w) = &config.web_identity {
+        let probe = WebIdentityProbe::new(w.clone(), &metrics).map_err(|e| e.to_string())?;
+        tasks.push(scheduler.spawn("web_identity", probe, w.schedule(), None));
+    }
+    if let Some(s) = &config.sts {
+        let probe = StsProbe::new(s.clone(), &config.imds, config.container.as_ref(), &metrics)
+            .map_err(|e| e.to_string())?;
+        tasks.push(scheduler.spawn("sts", probe, s.schedule(), None));
     }
 
     let state = crate::web::WebState {

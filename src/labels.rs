@@ -1,4 +1,5 @@
-//! The closed sets of label values: `probe`, `phase` and `reason`.
+//! The closed sets of label values: `probe`, `phase`, `reason`, `sdk`, and the STS probe's
+//! `source` and `code`.
 //!
 //! Every label value the exporter emits for them comes from the enums here, so the set of series
 //! is known at start-up and can be initialised to zero (a failure then shows as a counter moving,
@@ -10,15 +11,31 @@
 pub enum Probe {
     Imds,
     Ntp,
+    /// The container credential provider's endpoint (EKS Pod Identity, ECS): off unless its
+    /// variables or flags are set.
+    Container,
+    /// The IRSA web identity token (and, opt-in, its exchange at STS): off unless set.
+    WebIdentity,
+    /// A signed `GetCallerIdentity` with the fetched credentials: opt-in.
+    Sts,
 }
 
 impl Probe {
-    pub const ALL: [Probe; 2] = [Probe::Imds, Probe::Ntp];
+    pub const ALL: [Probe; 5] = [
+        Probe::Imds,
+        Probe::Ntp,
+        Probe::Container,
+        Probe::WebIdentity,
+        Probe::Sts,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Probe::Imds => "imds",
             Probe::Ntp => "ntp",
+            Probe::Container => "container",
+            Probe::WebIdentity => "web_identity",
+            Probe::Sts => "sts",
         }
     }
 
@@ -27,6 +44,18 @@ impl Probe {
         match self {
             Probe::Imds => &Reason::IMDS,
             Probe::Ntp => &Reason::NTP,
+            Probe::Container => &Reason::CONTAINER,
+            Probe::WebIdentity => &Reason::WEB_IDENTITY,
+            Probe::Sts => &Reason::STS,
+        }
+    }
+
+    /// The `phase` values of this probe's requests in the shared credential families.
+    pub fn phases(self) -> &'static [Phase] {
+        match self {
+            Probe::Imds => &Phase::ALL_IMDS,
+            Probe::Container => &[Phase::AuthToken, Phase::Credentials],
+            _ => &[],
         }
     }
 }
@@ -47,10 +76,14 @@ pub enum Phase {
     /// The token-less `GET` of the role list: does IMDSv1 still answer? A 401 here is the
     /// answer "no", not a failure.
     ImdsV1,
+    /// Container probe: reading the authorization token (the file, at every run, or the
+    /// variable). Not a request: its failures are counted, no duration is observed.
+    AuthToken,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] = [
+    /// The IMDS probe's phases (the container probe's are `auth_token` and `credentials`).
+    pub const ALL_IMDS: [Phase; 6] = [
         Phase::Token,
         Phase::Role,
         Phase::Credentials,
@@ -67,6 +100,7 @@ impl Phase {
             Phase::Info => "info",
             Phase::Identity => "identity",
             Phase::ImdsV1 => "imdsv1",
+            Phase::AuthToken => "auth_token",
         }
     }
 }
@@ -101,6 +135,15 @@ pub enum Reason {
     /// NTP: the server says it is not synchronised itself (leap indicator 3, or stratum 16):
     /// RFC 5905 says not to use its time.
     Unsynchronized,
+    /// A token file (the container authorization token, the web identity token) that cannot be
+    /// read, or whose content the SDKs refuse (a line break in a header value, an empty file).
+    TokenFile,
+    /// Already expired: the web identity token's `exp` (the exchange would fail), or the
+    /// container endpoint's credentials (botocore refuses them).
+    Expired,
+    /// STS answered with an error code that refuses the request (`ExpiredToken`,
+    /// `SignatureDoesNotMatch`, `InvalidClientTokenId`, ...: the `code` label says which).
+    Rejected,
 }
 
 impl Reason {
@@ -115,6 +158,52 @@ impl Reason {
         Reason::HttpOther,
         Reason::InvalidResponse,
         Reason::CodeNotSuccess,
+    ];
+
+    /// The container probe: IMDS's HTTP reasons, the authorization token file, and expired
+    /// credentials (which botocore's container provider refuses).
+    pub const CONTAINER: [Reason; 12] = [
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::Throttled,
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::NotFound,
+        Reason::ServerError,
+        Reason::HttpOther,
+        Reason::InvalidResponse,
+        Reason::CodeNotSuccess,
+        Reason::TokenFile,
+        Reason::Expired,
+    ];
+
+    /// The web identity probe: the token file, its expiry, and (opt-in) the exchange.
+    pub const WEB_IDENTITY: [Reason; 9] = [
+        Reason::TokenFile,
+        Reason::InvalidResponse,
+        Reason::Expired,
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::Throttled,
+        Reason::ServerError,
+        Reason::HttpOther,
+        Reason::Rejected,
+    ];
+
+    /// The STS probe: fetching the credentials (IMDS's and the container's reasons), then STS.
+    pub const STS: [Reason; 12] = [
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::Throttled,
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::NotFound,
+        Reason::ServerError,
+        Reason::HttpOther,
+        Reason::InvalidResponse,
+        Reason::CodeNotSuccess,
+        Reason::TokenFile,
+        Reason::Rejected,
     ];
 
     pub const NTP: [Reason; 6] = [
@@ -141,6 +230,9 @@ impl Reason {
             Reason::KissOfDeath => "kiss_of_death",
             Reason::OriginMismatch => "origin_mismatch",
             Reason::Unsynchronized => "unsynchronized",
+            Reason::TokenFile => "token_file",
+            Reason::Expired => "expired",
+            Reason::Rejected => "rejected",
         }
     }
 
@@ -188,6 +280,93 @@ impl Sdk {
     }
 }
 
+/// Whose credentials an STS request carried (`source` label of the `imds_sts_*` families).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The instance profile's, from IMDS (signed `GetCallerIdentity`).
+    Imds,
+    /// The container endpoint's (signed `GetCallerIdentity`).
+    Container,
+    /// The web identity token (`AssumeRoleWithWebIdentity`, unsigned).
+    WebIdentity,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Imds => "imds",
+            Source::Container => "container",
+            Source::WebIdentity => "web_identity",
+        }
+    }
+}
+
+/// What STS answered (`code` label): success, or the AWS error code, classified into a closed
+/// set. Codes outside it are `other` (the log line names them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StsCode {
+    Ok,
+    /// `ExpiredToken` (signed requests), `ExpiredTokenException` (a web identity token).
+    ExpiredToken,
+    /// `SignatureDoesNotMatch`: a wrong secret, or (STS's words: "Signature expired") a clock
+    /// more than 5 minutes off.
+    SignatureDoesNotMatch,
+    /// `RequestTimeTooSkewed`, `RequestExpired`: the request's time is too far from AWS's.
+    RequestTimeTooSkewed,
+    /// `InvalidClientTokenId`: the access key or session token is not known to AWS.
+    InvalidClientTokenId,
+    /// `InvalidIdentityToken`: the web identity token was refused (issuer, audience, signature).
+    InvalidIdentityToken,
+    /// `AccessDenied`, `AccessDeniedException`.
+    AccessDenied,
+    /// `Throttling`, `ThrottlingException`, `RequestLimitExceeded`.
+    Throttling,
+    /// Any other code, or an error body without one.
+    Other,
+}
+
+impl StsCode {
+    pub const ALL: [StsCode; 9] = [
+        StsCode::Ok,
+        StsCode::ExpiredToken,
+        StsCode::SignatureDoesNotMatch,
+        StsCode::RequestTimeTooSkewed,
+        StsCode::InvalidClientTokenId,
+        StsCode::InvalidIdentityToken,
+        StsCode::AccessDenied,
+        StsCode::Throttling,
+        StsCode::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StsCode::Ok => "ok",
+            StsCode::ExpiredToken => "expired_token",
+            StsCode::SignatureDoesNotMatch => "signature_does_not_match",
+            StsCode::RequestTimeTooSkewed => "request_time_too_skewed",
+            StsCode::InvalidClientTokenId => "invalid_client_token_id",
+            StsCode::InvalidIdentityToken => "invalid_identity_token",
+            StsCode::AccessDenied => "access_denied",
+            StsCode::Throttling => "throttling",
+            StsCode::Other => "other",
+        }
+    }
+
+    /// The class of an AWS error `Code` element's text.
+    pub fn from_aws(code: &str) -> StsCode {
+        match code.trim() {
+            "ExpiredToken" | "ExpiredTokenException" => StsCode::ExpiredToken,
+            "SignatureDoesNotMatch" => StsCode::SignatureDoesNotMatch,
+            "RequestTimeTooSkewed" | "RequestExpired" => StsCode::RequestTimeTooSkewed,
+            "InvalidClientTokenId" => StsCode::InvalidClientTokenId,
+            "InvalidIdentityToken" => StsCode::InvalidIdentityToken,
+            "AccessDenied" | "AccessDeniedException" => StsCode::AccessDenied,
+            "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => StsCode::Throttling,
+            _ => StsCode::Other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,15 +397,44 @@ mod tests {
     #[test]
     fn label_values_are_unique_snake_case() {
         let mut seen = std::collections::HashSet::new();
-        for p in Phase::ALL {
+        for p in Phase::ALL_IMDS.iter().chain(&[Phase::AuthToken]) {
             assert!(seen.insert(p.as_str()));
         }
-        for r in Reason::IMDS.iter().chain(Reason::NTP.iter()) {
+        let all = [
+            &Reason::IMDS[..],
+            &Reason::NTP,
+            &Reason::CONTAINER,
+            &Reason::WEB_IDENTITY,
+            &Reason::STS,
+        ];
+        for c in StsCode::ALL {
+            assert!(seen.insert(c.as_str()), "{}", c.as_str());
+        }
+        for r in all.into_iter().flatten() {
             let s = r.as_str();
             assert!(
                 s.chars()
                     .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
             );
+        }
+    }
+
+    #[test]
+    fn aws_error_codes_are_classified() {
+        for (code, want) in [
+            ("ExpiredToken", "expired_token"),
+            ("ExpiredTokenException", "expired_token"),
+            ("SignatureDoesNotMatch", "signature_does_not_match"),
+            ("RequestTimeTooSkewed", "request_time_too_skewed"),
+            ("RequestExpired", "request_time_too_skewed"),
+            ("InvalidClientTokenId", "invalid_client_token_id"),
+            ("InvalidIdentityToken", "invalid_identity_token"),
+            ("AccessDenied", "access_denied"),
+            ("Throttling", "throttling"),
+            ("IDPCommunicationError", "other"),
+            ("", "other"),
+        ] {
+            assert_eq!(StsCode::from_aws(code).as_str(), want, "{code}");
         }
     }
 }

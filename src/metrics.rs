@@ -102,6 +102,8 @@ pub struct Metrics {
     /// The text of the cached families at some generation.
     rendered: Mutex<Arc<Rendered>>,
     probes: Recorded<ProbeFamilies>,
+    /// Families that several probes record into (one registration each), by type.
+    shared: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
 }
 
 impl Metrics {
@@ -141,7 +143,26 @@ impl Metrics {
             },
             generation,
             rendered: Mutex::new(Arc::new(Rendered::default())),
+            shared: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Families that more than one probe records into (the credential families of the IMDS and
+    /// container probes): registered at the first call, and the same families, through a handle
+    /// of their own, at every later call. A family with no series is not exposed, so families
+    /// registered this way cost nothing until a probe creates its series.
+    pub fn shared<T: Families + Clone + Default>(&self) -> Recorded<T> {
+        let mut shared = self.shared.lock().unwrap();
+        if let Some(families) = shared.iter().find_map(|f| f.downcast_ref::<T>()) {
+            return Recorded {
+                families: families.clone(),
+                generation: self.generation.clone(),
+            };
+        }
+        let families = T::default();
+        shared.push(Box::new(families.clone()));
+        drop(shared);
+        self.register(families)
     }
 
     /// Registers families that change only when a probe records, and returns the only handle

@@ -167,6 +167,7 @@ async fn the_exporter_reports_chronys_offset() {
                 ethtool: false,
                 ..Default::default()
             },
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -175,6 +176,8 @@ async fn the_exporter_reports_chronys_offset() {
             "imds_ntp_offset_seconds{{server=\"127.0.0.1:{}\"}} ",
             server.port
         );
+        // reqwest's TLS needs a rustls provider in the process (probe::client_tls).
+        imds_exporter::probe::client_tls::install_provider();
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let start = Instant::now();
         let offset = loop {

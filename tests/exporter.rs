@@ -33,7 +33,9 @@ async fn check_case(case: Case) -> Result<(), String> {
             );
             let request_failures = value(
                 &s,
-                &format!("imds_request_failures_total{{phase=\"{phase}\",reason=\"{reason}\"}}"),
+                &format!(
+                    "imds_request_failures_total{{phase=\"{phase}\",probe=\"imds\",reason=\"{reason}\"}}"
+                ),
             );
             if success != 0.0 {
                 Err(format!(
@@ -131,12 +133,19 @@ async fn hop_limit_signature_is_token_timeouts_while_v1_gets_answers() {
     let s = after_runs(&exporter, 2.0).await;
     let runs = value(&s, "imds_probe_runs_total{probe=\"imds\"}");
     // Every run asked IMDSv1 and got an answer (401): no failure in that phase.
-    assert!(value(&s, "imds_request_duration_seconds_count{phase=\"imdsv1\"}") >= runs);
+    assert!(
+        value(
+            &s,
+            "imds_request_duration_seconds_count{phase=\"imdsv1\",probe=\"imds\"}"
+        ) >= runs
+    );
     for reason in ["timeout", "connect", "unauthorized"] {
         assert_eq!(
             value(
                 &s,
-                &format!("imds_request_failures_total{{phase=\"imdsv1\",reason=\"{reason}\"}}")
+                &format!(
+                    "imds_request_failures_total{{phase=\"imdsv1\",probe=\"imds\",reason=\"{reason}\"}}"
+                )
             ),
             0.0,
             "{reason}"
@@ -145,14 +154,14 @@ async fn hop_limit_signature_is_token_timeouts_while_v1_gets_answers() {
     assert!(
         value(
             &s,
-            "imds_request_failures_total{phase=\"token\",reason=\"timeout\"}"
+            "imds_request_failures_total{phase=\"token\",probe=\"imds\",reason=\"timeout\"}"
         ) >= runs
     );
     // The timed-out token request observed about the timeout (300 ms), not 0.
     assert!(
         value(
             &s,
-            "imds_request_duration_seconds_bucket{phase=\"token\",le=\"0.25\"}"
+            "imds_request_duration_seconds_bucket{phase=\"token\",probe=\"imds\",le=\"0.25\"}"
         ) == 0.0
     );
     exporter.shutdown().await;
@@ -165,16 +174,24 @@ async fn credentials_expiry_and_info_are_exported() {
     let exporter = start_exporter(exporter_config(&sim)).await;
     let s = after_runs(&exporter, 1.0).await;
     let now = chrono::Utc::now().timestamp() as f64;
-    let expiration = value(&s, "imds_credentials_expiration_timestamp_seconds");
+    let expiration = value(
+        &s,
+        "imds_credentials_expiration_timestamp_seconds{probe=\"imds\"}",
+    );
     assert!(
         (expiration - (now + 6.0 * 3600.0)).abs() < 120.0,
         "{expiration} vs {now}"
     );
-    assert!(value(&s, "imds_credentials_last_updated_timestamp_seconds") <= now + 1.0);
+    assert!(
+        value(
+            &s,
+            "imds_credentials_last_updated_timestamp_seconds{probe=\"imds\"}"
+        ) <= now + 1.0
+    );
     assert_eq!(
         value(
             &s,
-            "imds_credentials_info{instance_profile_arn=\"arn:aws:iam::123456789012:instance-profile/test-role\",role=\"test-role\"}"
+            "imds_credentials_info{instance_profile_arn=\"arn:aws:iam::123456789012:instance-profile/test-role\",probe=\"imds\",role=\"test-role\"}"
         ),
         1.0
     );
@@ -183,12 +200,14 @@ async fn credentials_expiry_and_info_are_exported() {
             .any(|k| k.starts_with("imds_instance_info{account_id=\"123456789012\""))
     );
     // Before any rotation the lead is absent, not 0 (0 would read as "rotated at the last second").
-    assert!(!s.contains_key("imds_credentials_rotation_lead_seconds"));
+    assert!(!s.contains_key("imds_credentials_rotation_lead_seconds{probe=\"imds\"}"));
     switch(&sim, "expired").await;
     let s = after_runs(&exporter, 2.0).await;
     assert!(
-        value(&s, "imds_credentials_expiration_timestamp_seconds")
-            < chrono::Utc::now().timestamp() as f64
+        value(
+            &s,
+            "imds_credentials_expiration_timestamp_seconds{probe=\"imds\"}"
+        ) < chrono::Utc::now().timestamp() as f64
     );
     exporter.shutdown().await;
     sim.shutdown().await;
@@ -203,7 +222,7 @@ async fn rotation_is_counted_with_its_lead() {
     let exporter = start_exporter(exporter_config(&sim)).await;
     let s = eventually(Duration::from_secs(10), "a rotation", || async {
         let s = scrape(&exporter).await;
-        if value(&s, "imds_credentials_rotations_total") >= 1.0 {
+        if value(&s, "imds_credentials_rotations_total{probe=\"imds\"}") >= 1.0 {
             Ok(s)
         } else {
             Err("no rotation yet".to_string())
@@ -211,24 +230,34 @@ async fn rotation_is_counted_with_its_lead() {
     })
     .await;
     // Healthy: the old credentials had about lifetime - rotate_every = 3 s left.
-    let lead = value(&s, "imds_credentials_rotation_lead_seconds");
+    let lead = value(&s, "imds_credentials_rotation_lead_seconds{probe=\"imds\"}");
     assert!((2.7..=3.05).contains(&lead), "lead {lead}");
-    assert!(value(&s, "imds_credentials_last_rotation_timestamp_seconds") > 0.0);
+    assert!(
+        value(
+            &s,
+            "imds_credentials_last_rotation_timestamp_seconds{probe=\"imds\"}"
+        ) > 0.0
+    );
 
     // Late: new credentials only 1 s before expiry.
     switch(&sim, "rotate-late?lead=1s").await;
-    let before = value(&scrape(&exporter).await, "imds_credentials_rotations_total");
+    let before = value(
+        &scrape(&exporter).await,
+        "imds_credentials_rotations_total{probe=\"imds\"}",
+    );
     let s = eventually(Duration::from_secs(15), "a late rotation", || async {
         let s = scrape(&exporter).await;
-        let lead = value(&s, "imds_credentials_rotation_lead_seconds");
-        if value(&s, "imds_credentials_rotations_total") >= before + 2.0 && lead < 1.5 {
+        let lead = value(&s, "imds_credentials_rotation_lead_seconds{probe=\"imds\"}");
+        if value(&s, "imds_credentials_rotations_total{probe=\"imds\"}") >= before + 2.0
+            && lead < 1.5
+        {
             Ok(s)
         } else {
             Err(format!("lead {lead}"))
         }
     })
     .await;
-    let lead = value(&s, "imds_credentials_rotation_lead_seconds");
+    let lead = value(&s, "imds_credentials_rotation_lead_seconds{probe=\"imds\"}");
     assert!((0.7..=1.05).contains(&lead), "late lead {lead}");
     exporter.shutdown().await;
     sim.shutdown().await;
@@ -281,7 +310,7 @@ async fn every_phase_and_reason_series_exists_from_start() {
     for phase in ["token", "role", "credentials", "info", "identity", "imdsv1"] {
         assert!(
             s.contains_key(&format!(
-                "imds_request_duration_seconds_count{{phase=\"{phase}\"}}"
+                "imds_request_duration_seconds_count{{phase=\"{phase}\",probe=\"imds\"}}"
             )),
             "{phase}"
         );
@@ -299,7 +328,7 @@ async fn every_phase_and_reason_series_exists_from_start() {
         ] {
             assert!(
                 s.contains_key(&format!(
-                    "imds_request_failures_total{{phase=\"{phase}\",reason=\"{reason}\"}}"
+                    "imds_request_failures_total{{phase=\"{phase}\",probe=\"imds\",reason=\"{reason}\"}}"
                 )),
                 "{phase}/{reason}"
             );

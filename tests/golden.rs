@@ -10,35 +10,79 @@ use std::time::Duration;
 
 use chrono::Utc;
 use imds_exporter::collector::{NodeViews, clock::KernelClock, ethtool::AllowanceCounters};
-use imds_exporter::labels::{Phase, Probe};
+use imds_exporter::labels::{Phase, Probe, Source, StsCode};
 use imds_exporter::metrics::Metrics;
+use imds_exporter::probe::credential_families::CredentialFamilies;
 use imds_exporter::probe::credentials::{CredentialsDoc, Identity, InstanceProfile, Rotation};
 use imds_exporter::probe::imds::metrics::ImdsFamilies;
 use imds_exporter::probe::imds::{ImdsRun, PhaseResult};
 use imds_exporter::probe::ntp::NtpFamilies;
 use imds_exporter::probe::ntp::NtpSample;
+use imds_exporter::probe::sts::metrics::StsFamilies;
+use imds_exporter::probe::web_identity::WebIdentityFamilies;
 
 const GOLDEN: &str = "tests/fixtures/metrics.golden";
 const LABELS: &str = "tests/fixtures/metrics.labels";
 
 /// Labels whose values are a closed set the exporter defines; the others (identity data, the
 /// NTP server, the interface, build facts) are open and listed as `*`.
-const CLOSED: [&str; 5] = ["allowance", "phase", "probe", "reason", "sdk"];
+const CLOSED: [&str; 7] = [
+    "allowance",
+    "code",
+    "phase",
+    "probe",
+    "reason",
+    "sdk",
+    "source",
+];
 
 /// An exposition in which every family has a sample, registered as the exporter registers them.
 fn full_exposition() -> String {
     let metrics = Metrics::new();
-    let imds = metrics.register(ImdsFamilies::new(&imds_exporter::labels::Sdk::ALL));
+    let imds = metrics.register(ImdsFamilies::new(
+        &imds_exporter::labels::Sdk::ALL,
+        &metrics,
+    ));
     let ntp = metrics.register(NtpFamilies::new());
     metrics
         .probes()
         .update()
         .add(Probe::Imds, Duration::from_secs(30));
-    metrics
-        .probes()
-        .update()
-        .add(Probe::Ntp, Duration::from_secs(60));
+    for probe in [Probe::Ntp, Probe::Container, Probe::WebIdentity, Probe::Sts] {
+        metrics
+            .probes()
+            .update()
+            .add(probe, Duration::from_secs(60));
+    }
     let now = Utc::now();
+    // The probes that are off at defaults, as they register when on.
+    let credentials = metrics.shared::<CredentialFamilies>();
+    credentials.update().add(Probe::Container);
+    credentials.update().record_document(
+        Probe::Container,
+        &CredentialsDoc {
+            expiration: now,
+            last_updated: Some(now),
+            key_id_hash: 2,
+        },
+    );
+    credentials.update().record_rotation(
+        Probe::Container,
+        &Rotation {
+            at: now,
+            lead_seconds: 600.0,
+        },
+    );
+    let sts = metrics.shared::<StsFamilies>();
+    for source in [Source::Imds, Source::Container, Source::WebIdentity] {
+        sts.update().add(source);
+        sts.update().record(source, 0.1, Some(StsCode::Ok));
+        sts.update().record_role_match(source, true);
+    }
+    sts.update().record_skew(0.0);
+    let web_identity = metrics.register(WebIdentityFamilies::new());
+    web_identity.update().record_expiration(now);
+    web_identity.update().record_role_arn_present(true);
     let run = ImdsRun {
         started_at: Some(now),
         duration: Duration::from_millis(5),

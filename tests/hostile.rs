@@ -182,6 +182,7 @@ async fn the_exporter_keeps_serving_metrics_while_imds_streams_garbage() {
             ethtool: false,
             ..Default::default()
         },
+        ..Default::default()
     })
     .await;
     let s = common::after_runs(&exporter, 3.0).await;

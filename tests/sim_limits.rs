@@ -19,6 +19,8 @@ async fn still_answers(sim: &RunningSim, scenario: &str, after: &str) {
     assert_eq!(state["scenario"], scenario, "after {after}: {state}");
     assert_eq!(state["script_running"], false, "after {after}: {state}");
 
+    // reqwest's TLS needs a rustls provider in the process (probe::client_tls).
+    imds_exporter::probe::client_tls::install_provider();
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))

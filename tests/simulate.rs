@@ -138,20 +138,21 @@ async fn the_prober_fails_a_cut_transfer_in_the_credentials_phase_with_reason_co
     assert!(
         value(
             &s,
-            "imds_request_failures_total{phase=\"credentials\",reason=\"connect\"}"
+            "imds_request_failures_total{phase=\"credentials\",probe=\"imds\",reason=\"connect\"}"
         ) >= 2.0
     );
     for phase in ["token", "role"] {
         for reason in ["connect", "timeout", "invalid_response"] {
-            let key =
-                format!("imds_request_failures_total{{phase=\"{phase}\",reason=\"{reason}\"}}");
+            let key = format!(
+                "imds_request_failures_total{{phase=\"{phase}\",probe=\"imds\",reason=\"{reason}\"}}"
+            );
             assert_eq!(value(&s, &key), 0.0, "{key}");
         }
     }
     assert_eq!(
         value(
             &s,
-            "imds_request_failures_total{phase=\"credentials\",reason=\"invalid_response\"}"
+            "imds_request_failures_total{phase=\"credentials\",probe=\"imds\",reason=\"invalid_response\"}"
         ),
         0.0
     );

@@ -13,8 +13,11 @@ use crate::collector::NodeViewsConfig;
 use crate::config::{ConfigError, parse_duration};
 use crate::exporter::ExporterConfig;
 use crate::labels::Sdk;
+use crate::probe::container::ContainerConfig;
 use crate::probe::imds::ImdsConfig;
 use crate::probe::ntp::NtpConfig;
+use crate::probe::sts::StsConfig;
+use crate::probe::web_identity::WebIdentityConfig;
 use crate::web::{WebConfig, parse_listen_address};
 
 #[derive(Debug, Args)]
@@ -28,13 +31,48 @@ pub struct ExporterArgs {
     #[command(flatten)]
     pub collectors: CollectorArgs,
     #[command(flatten)]
+    pub container: ContainerArgs,
+    #[command(flatten)]
+    pub web_identity: WebIdentityArgs,
+    #[command(flatten)]
+    pub sts: StsArgs,
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
 impl ExporterArgs {
     /// The exporter's configuration; an invalid value is an error naming its flag.
     pub fn config(&self) -> Result<ExporterConfig, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok();
+        let sts = StsConfig {
+            endpoint: self.sts.endpoint.clone(),
+            region: StsConfig::region_from(self.sts.region.clone(), env),
+            interval: self.sts.interval,
+            timeout: self.sts.timeout,
+        };
         let config = ExporterConfig {
+            container: ContainerConfig::resolve(
+                self.container.endpoint.clone(),
+                self.container.token_file.clone(),
+                env,
+            )
+            .map(|c| ContainerConfig {
+                interval: self.container.interval,
+                timeout: self.container.timeout,
+                attempts: self.container.attempts,
+                ..c
+            }),
+            web_identity: WebIdentityConfig::resolve(
+                self.web_identity.token_file.clone(),
+                self.web_identity.role_arn.clone(),
+                env,
+            )
+            .map(|w| WebIdentityConfig {
+                interval: self.web_identity.interval,
+                exchange: self.web_identity.exchange.then(|| sts.clone()),
+                ..w
+            }),
+            sts: self.sts.enabled.then_some(sts),
             web: WebConfig {
                 listen_address: self.web.listen_address,
                 telemetry_path: self.web.telemetry_path.clone(),
@@ -276,4 +314,112 @@ impl CollectorArgs {
     pub fn ethtool(&self) -> bool {
         self.ethtool && !self.no_ethtool
     }
+}
+
+/// The container credential probe: on when the SDK variables (EKS Pod Identity, ECS) or these
+/// flags are set; absent otherwise.
+#[derive(Debug, Args, Clone)]
+pub struct ContainerArgs {
+    /// Container credential endpoint (full URL) [default: $AWS_CONTAINER_CREDENTIALS_RELATIVE_URI on http://169.254.170.2, else $AWS_CONTAINER_CREDENTIALS_FULL_URI; the probe is off without one].
+    #[arg(
+        id = "container.endpoint",
+        long = "container.endpoint",
+        env = "IMDS_EXPORTER_CONTAINER_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub endpoint: Option<String>,
+
+    /// File holding the Authorization token, read at every run [default: $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE]; alone, it turns the probe on against the Pod Identity agent (http://169.254.170.23/v1/credentials).
+    #[arg(
+        id = "container.token-file",
+        long = "container.token-file",
+        env = "IMDS_EXPORTER_CONTAINER_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub token_file: Option<PathBuf>,
+
+    /// Time between runs of the container probe.
+    #[arg(id = "container.interval", long = "container.interval", env = "IMDS_EXPORTER_CONTAINER_INTERVAL", default_value = help::seconds(ContainerConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub interval: Duration,
+
+    /// Deadline of each attempt (botocore's: 2s).
+    #[arg(id = "container.timeout", long = "container.timeout", env = "IMDS_EXPORTER_CONTAINER_TIMEOUT", default_value = help::seconds(ContainerConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub timeout: Duration,
+
+    /// Attempts per run, 1s apart (botocore's: 3).
+    #[arg(id = "container.attempts", long = "container.attempts", env = "IMDS_EXPORTER_CONTAINER_ATTEMPTS", default_value_t = ContainerConfig::DEFAULT_ATTEMPTS, value_name = "N")]
+    pub attempts: u32,
+}
+
+/// The web identity (IRSA) probe: on when AWS_WEB_IDENTITY_TOKEN_FILE or these flags are set.
+#[derive(Debug, Args, Clone)]
+pub struct WebIdentityArgs {
+    /// The projected service-account token [default: $AWS_WEB_IDENTITY_TOKEN_FILE; the probe is off without one].
+    #[arg(
+        id = "web-identity.token-file",
+        long = "web-identity.token-file",
+        env = "IMDS_EXPORTER_WEB_IDENTITY_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub token_file: Option<PathBuf>,
+
+    /// The role to assume [default: $AWS_ROLE_ARN].
+    #[arg(
+        id = "web-identity.role-arn",
+        long = "web-identity.role-arn",
+        env = "IMDS_EXPORTER_WEB_IDENTITY_ROLE_ARN",
+        value_name = "ARN"
+    )]
+    pub role_arn: Option<String>,
+
+    /// Time between runs of the web identity probe.
+    #[arg(id = "web-identity.interval", long = "web-identity.interval", env = "IMDS_EXPORTER_WEB_IDENTITY_INTERVAL", default_value = help::seconds(WebIdentityConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub interval: Duration,
+
+    /// Also exchange the token at STS (AssumeRoleWithWebIdentity; needs egress to STS, and
+    /// --sts.region or --sts.endpoint).
+    #[arg(
+        id = "web-identity.exchange",
+        long = "web-identity.exchange",
+        env = "IMDS_EXPORTER_WEB_IDENTITY_EXCHANGE"
+    )]
+    pub exchange: bool,
+}
+
+/// The STS probe: opt-in.
+#[derive(Debug, Args, Clone)]
+pub struct StsArgs {
+    /// Check the fetched credentials with a signed GetCallerIdentity (needs egress to STS).
+    #[arg(
+        id = "sts.enabled",
+        long = "sts.enabled",
+        env = "IMDS_EXPORTER_STS_ENABLED"
+    )]
+    pub enabled: bool,
+
+    /// STS URL [default: the regional endpoint, https://sts.REGION.amazonaws.com; never the global one unless given].
+    #[arg(
+        id = "sts.endpoint",
+        long = "sts.endpoint",
+        env = "IMDS_EXPORTER_STS_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub endpoint: Option<String>,
+
+    /// Region to sign for and whose endpoint to use [default: $AWS_REGION, $AWS_DEFAULT_REGION, else the instance identity document's].
+    #[arg(
+        id = "sts.region",
+        long = "sts.region",
+        env = "IMDS_EXPORTER_STS_REGION",
+        value_name = "REGION"
+    )]
+    pub region: Option<String>,
+
+    /// Time between STS checks.
+    #[arg(id = "sts.interval", long = "sts.interval", env = "IMDS_EXPORTER_STS_INTERVAL", default_value = help::seconds(StsConfig::DEFAULT_INTERVAL), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub interval: Duration,
+
+    /// Deadline of each STS request.
+    #[arg(id = "sts.timeout", long = "sts.timeout", env = "IMDS_EXPORTER_STS_TIMEOUT", default_value = help::seconds(StsConfig::DEFAULT_TIMEOUT), value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub timeout: Duration,
 }

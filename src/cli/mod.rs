@@ -318,7 +318,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 17, "every duration flag");
+        assert_eq!(checked, 22, "every duration flag");
     }
 
     #[test]

@@ -94,6 +94,15 @@ pub struct SimArgs {
         value_name = "NAME"
     )]
     pub role: String,
+
+    /// The Authorization value the container endpoint (/v1/credentials) expects; empty: none.
+    #[arg(
+        long = "container-token",
+        env = "IMDS_EXPORTER_SIM_CONTAINER_TOKEN",
+        default_value = SimConfig::DEFAULT_CONTAINER_TOKEN,
+        value_name = "TOKEN"
+    )]
+    pub container_token: String,
 }
 
 impl SimArgs {
@@ -108,6 +117,7 @@ impl SimArgs {
             scenario: self.scenario.clone(),
             script: self.script.clone(),
             role: self.role.clone(),
+            container_token: self.container_token.clone(),
         }
     }
 }

@@ -11,10 +11,15 @@
 //! Layout: `imds` (the SDK-like credential probe), `credentials` (parsing and rotation, pure),
 //! `document` (reading one JSON object of IMDS as the SDKs do), `ntp` (SNTP).
 
+pub mod client_tls;
+pub mod container;
+pub mod credential_families;
 pub mod credentials;
 pub mod document;
 pub mod imds;
 pub mod ntp;
+pub mod sts;
+pub mod web_identity;
 
 use std::future::Future;
 use std::time::Duration;

@@ -30,6 +30,8 @@ pub struct SimConfig {
     pub script: Option<PathBuf>,
     /// Name of the IAM role the fake instance profile carries.
     pub role: String,
+    /// The `Authorization` value the container endpoint expects; empty: no check.
+    pub container_token: String,
 }
 
 impl SimConfig {
@@ -41,6 +43,8 @@ impl SimConfig {
     pub const DEFAULT_SLOW_DELAY: Duration = Duration::from_secs(2);
     pub const DEFAULT_SCENARIO: &str = "healthy";
     pub const DEFAULT_ROLE: &str = "imds-exporter-demo-role";
+    /// A stand-in for a Pod Identity service-account token (a JWT on a real node).
+    pub const DEFAULT_CONTAINER_TOKEN: &str = "simulated-pod-identity-token";
 
     /// What scenario switches take from this configuration.
     pub fn scenario_defaults(&self) -> ScenarioDefaults {
@@ -77,6 +81,16 @@ impl SimConfig {
             ));
         }
         limits::clock_drift(self.clock_drift).map_err(|e| ConfigError::new("clock-drift", e))?;
+        if self
+            .container_token
+            .bytes()
+            .any(|b| !(b == b' ' || b.is_ascii_graphic()))
+        {
+            return Err(ConfigError::new(
+                "container-token",
+                "must be printable ASCII (it is compared with a header)",
+            ));
+        }
         Scenario::parse(
             &self.scenario,
             &Default::default(),
@@ -99,6 +113,7 @@ impl Default for SimConfig {
             scenario: Self::DEFAULT_SCENARIO.into(),
             script: None,
             role: Self::DEFAULT_ROLE.into(),
+            container_token: Self::DEFAULT_CONTAINER_TOKEN.into(),
         }
     }
 }

@@ -88,3 +88,65 @@ pub async fn clock_drift(State(state): State<Arc<SimState>>, Path(ppm): Path<Str
         )),
     }
 }
+
+fn current_container(state: &SimState) -> serde_json::Value {
+    let s = state.container_scenario();
+    json!({ "scenario": s.name(), "params": s.params() })
+}
+
+/// `GET /_sim/container/scenario`
+pub async fn get_container_scenario(State(state): State<Arc<SimState>>) -> Response {
+    Json(current_container(&state)).into_response()
+}
+
+/// `POST /_sim/container/scenario/<name>?param=value`: the container endpoint's own scenario.
+pub async fn set_container_scenario(
+    State(state): State<Arc<SimState>>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    match super::scenario::ContainerScenario::parse(
+        &name,
+        &params,
+        &state.config.scenario_defaults(),
+    )
+    .and_then(|s| state.set_container_scenario(s))
+    {
+        Ok(()) => Json(current_container(&state)).into_response(),
+        Err(e) => bad_request(e),
+    }
+}
+
+/// `POST /_sim/sts/code/<Code>`: the STS stand-in answers this AWS error code (`auto`: it
+/// judges the session token, answering `ExpiredToken` for expired credentials).
+pub async fn set_sts_code(
+    State(state): State<Arc<SimState>>,
+    Path(code): Path<String>,
+) -> Response {
+    if code.is_empty() || code.len() > 64 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return bad_request(format!(
+            "code {code:?}: expected an AWS error code such as ExpiredToken, or auto"
+        ));
+    }
+    let code = (code != "auto").then_some(code);
+    state.set_sts_code(code.clone());
+    Json(json!({ "sts_code": code })).into_response()
+}
+
+/// `POST /_sim/credentials` with `{"AccessKeyId": ..., "SecretAccessKey": ..., "Token": ...}`:
+/// IMDS serves these instead of the generated keys (an empty body or `{}` undoes it).
+pub async fn set_credentials(State(state): State<Arc<SimState>>, body: String) -> Response {
+    if body.trim().is_empty() || body.trim() == "{}" {
+        state.set_credentials_override(None);
+        return Json(json!({ "overridden": false })).into_response();
+    }
+    match serde_json::from_str::<super::state::CredentialsOverride>(&body) {
+        Ok(keys) => {
+            state.set_credentials_override(Some(keys));
+            Json(json!({ "overridden": true })).into_response()
+        }
+        Err(e) => bad_request(format!(
+            "expected {{\"AccessKeyId\", \"SecretAccessKey\", \"Token\"}}: {e}"
+        )),
+    }
+}

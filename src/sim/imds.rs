@@ -155,10 +155,10 @@ pub async fn precise_sleep(delay: std::time::Duration) {
 }
 
 /// Counts a request as "none" (never answered) if its handler is dropped while armed.
-struct CountIfDropped<'a> {
-    state: &'a SimState,
-    group: &'static str,
-    armed: bool,
+pub(super) struct CountIfDropped<'a> {
+    pub(super) state: &'a SimState,
+    pub(super) group: &'static str,
+    pub(super) armed: bool,
 }
 
 impl Drop for CountIfDropped<'_> {
@@ -277,7 +277,13 @@ fn metadata(state: &SimState, scenario: &Scenario, path: &str) -> Response {
 fn credentials(state: &SimState, scenario: &Scenario) -> Response {
     let now = Utc::now();
     let generation = state.current_credentials(scenario, now);
-    let doc = generation.document();
+    let mut doc = generation.document();
+    if let Some(keys) = state.credentials_override() {
+        doc = doc
+            .replace(&generation.access_key_id(), &keys.access_key_id)
+            .replace(&generation.secret_access_key(), &keys.secret_access_key)
+            .replace(&generation.session_token(), &keys.token);
+    }
     let body = match scenario {
         Scenario::CodeError => format!(
             "{{\n  \"Code\" : \"AssumeRoleUnauthorizedAccess\",\n  \"Message\" : \"EC2 cannot assume the role {}. Please see documentation at https://docs.aws.amazon.com/IAM/latest/UserGuide/RolesTroubleshooting.html#troubleshoot_iam-ec2_errors-info-doc.\",\n  \"LastUpdated\" : \"{}\"\n}}",
@@ -309,14 +315,14 @@ const CUT_PAUSE: Duration = Duration::from_millis(20);
 /// `Content-Length` it was promised and a connection closed before it was met. The pause lets
 /// hyper flush the first part to the socket (it does when the body is not ready) before the
 /// error ends the connection.
-struct CutTransfer {
+pub(super) struct CutTransfer {
     declared: u64,
     first: Option<bytes::Bytes>,
     pause: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 impl CutTransfer {
-    fn new(document: String) -> Self {
+    pub(super) fn new(document: String) -> Self {
         let declared = document.len() as u64;
         let mut first = document.into_bytes();
         first.truncate(first.len() / 3);

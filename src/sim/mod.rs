@@ -6,6 +6,8 @@
 //! - `scenario`: the catalogue of failure modes and their parameters;
 //! - `credentials`: the rotation schedule and the documents it serves;
 //! - `imds`: the IMDS paths, token handling and what each scenario does to a request;
+//! - `container`: the container credential endpoint (EKS Pod Identity, ECS) with its own scenario;
+//! - `sts`: a stand-in for STS's `GetCallerIdentity` that judges the served credentials;
 //! - `control`: the control API under `/_sim/` on the same listener;
 //! - `script`: timelines of scenario switches;
 //! - `limits`: the bounds on durations and offsets from flags and requests;
@@ -15,6 +17,7 @@
 //! This file only starts and stops them; no submodule uses it.
 
 pub mod config;
+pub mod container;
 pub mod control;
 pub mod credentials;
 pub mod imds;
@@ -24,6 +27,7 @@ pub mod scenario;
 pub mod script;
 pub mod server;
 pub mod state;
+pub mod sts;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

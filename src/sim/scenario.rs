@@ -297,6 +297,82 @@ fn standard_normal() -> f64 {
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
+/// The scenarios the container endpoint takes, in the order the docs list them.
+pub const CONTAINER_APPLICABLE: [&str; 17] = [
+    "healthy",
+    "outage",
+    "refused",
+    "throttle",
+    "throttle-partial",
+    "slow",
+    "jitter",
+    "server-error",
+    "expired",
+    "expiring",
+    "stale",
+    "rotate-late",
+    "malformed",
+    "truncated",
+    "huge",
+    "no-role",
+    "token-rejected",
+];
+
+/// The container endpoint's scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContainerScenario {
+    /// One of IMDS's scenarios that applies here.
+    Shared(Scenario),
+    /// Every token refused (401).
+    TokenRejected,
+}
+
+impl ContainerScenario {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ContainerScenario::Shared(s) => s.name(),
+            ContainerScenario::TokenRejected => "token-rejected",
+        }
+    }
+
+    pub fn params(&self) -> serde_json::Value {
+        match self {
+            ContainerScenario::Shared(s) => s.params(),
+            ContainerScenario::TokenRejected => serde_json::json!({}),
+        }
+    }
+
+    /// The scenario whose effect on the credential schedule this one has.
+    pub fn schedule(&self) -> Scenario {
+        match self {
+            ContainerScenario::Shared(s) => s.clone(),
+            ContainerScenario::TokenRejected => Scenario::Healthy,
+        }
+    }
+
+    /// Parses an applicable name with its parameters; other names are errors listing them.
+    pub fn parse(
+        name: &str,
+        params: &HashMap<String, String>,
+        defaults: &ScenarioDefaults,
+    ) -> Result<Self, String> {
+        let base = name.split_once('?').map_or(name, |(b, _)| b);
+        if !CONTAINER_APPLICABLE.contains(&base) {
+            return Err(format!(
+                "scenario {base:?} does not apply to the container endpoint; it takes: {}",
+                CONTAINER_APPLICABLE.join(", ")
+            ));
+        }
+        if base == "token-rejected" {
+            if !params.is_empty() {
+                return Err("scenario \"token-rejected\" takes no parameters".into());
+            }
+            return Ok(ContainerScenario::TokenRejected);
+        }
+        Scenario::parse(name, params, defaults).map(ContainerScenario::Shared)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,5 +532,30 @@ mod tests {
         let p99 = v[3960];
         assert!((0.08..0.12).contains(&p50), "p50 {p50}");
         assert!((0.28..0.56).contains(&p99), "p99 {p99}");
+    }
+}
+
+#[cfg(test)]
+mod container_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn only_the_applicable_scenarios_are_taken() {
+        let d = crate::sim::config::SimConfig::default().scenario_defaults();
+        let none = HashMap::new();
+        for name in CONTAINER_APPLICABLE {
+            assert!(ContainerScenario::parse(name, &none, &d).is_ok(), "{name}");
+        }
+        for name in ["hop-limit", "imdsv2-only", "code-error", "nope"] {
+            let err = ContainerScenario::parse(name, &none, &d).unwrap_err();
+            assert!(err.contains("token-rejected"), "{err}");
+        }
+        assert_eq!(
+            ContainerScenario::parse("slow?delay=5ms", &none, &d).unwrap(),
+            ContainerScenario::Shared(Scenario::Slow {
+                delay: Duration::from_millis(5)
+            })
+        );
     }
 }

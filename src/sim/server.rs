@@ -26,6 +26,19 @@ pub fn router(state: Arc<SimState>) -> Router {
             post(super::control::clock_offset),
         )
         .route("/_sim/clock-drift/{ppm}", post(super::control::clock_drift))
+        .route(
+            "/_sim/container/scenario",
+            get(super::control::get_container_scenario),
+        )
+        .route(
+            "/_sim/container/scenario/{name}",
+            post(super::control::set_container_scenario),
+        )
+        .route("/_sim/sts/code/{code}", post(super::control::set_sts_code))
+        .route("/_sim/credentials", post(super::control::set_credentials))
+        .route("/v1/credentials", get(super::container::handle))
+        .route("/v2/credentials/{id}", get(super::container::handle_ecs))
+        .route("/_sts", post(super::sts::handle))
         .fallback(super::imds::handle)
         .with_state(state)
 }

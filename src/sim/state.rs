@@ -9,6 +9,7 @@ use chrono::Utc;
 
 use super::config::SimConfig;
 use super::credentials::CredentialSchedule;
+use super::scenario::ContainerScenario;
 use super::scenario::Scenario;
 
 /// Everything the simulator's handlers share.
@@ -30,6 +31,25 @@ struct Inner {
     drift_since: Instant,
     script: Option<tokio::task::JoinHandle<()>>,
     server_error_toggle: bool,
+    /// The container endpoint's scenario and credentials (their own, like a separate agent).
+    container_scenario: ContainerScenario,
+    container_credentials: CredentialSchedule,
+    /// The STS stand-in's forced error code; `None`: it judges the session token's expiry.
+    sts_code: Option<String>,
+    /// Keys a real STS peer issued, served by IMDS instead of the generated ones.
+    credentials_override: Option<CredentialsOverride>,
+}
+
+/// `POST /_sim/credentials`: a key, secret and session token to serve in place of the
+/// generated ones (so that a real STS peer, such as moto, can verify a signature made with them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct CredentialsOverride {
+    #[serde(rename = "AccessKeyId")]
+    pub access_key_id: String,
+    #[serde(rename = "SecretAccessKey")]
+    pub secret_access_key: String,
+    #[serde(rename = "Token")]
+    pub token: String,
 }
 
 impl Inner {
@@ -62,6 +82,13 @@ impl SimState {
                 drift_since: Instant::now(),
                 script: None,
                 server_error_toggle: false,
+                container_scenario: ContainerScenario::Shared(Scenario::Healthy),
+                container_credentials: CredentialSchedule::new(
+                    config.rotate_every,
+                    config.lifetime,
+                )?,
+                sts_code: None,
+                credentials_override: None,
             }),
             config,
         }))
@@ -95,6 +122,64 @@ impl SimState {
         inner.scenario = scenario;
         inner.switched_at = Instant::now();
         Ok(())
+    }
+
+    pub fn container_scenario(&self) -> ContainerScenario {
+        self.lock().container_scenario.clone()
+    }
+
+    /// Switches the container endpoint to `scenario`; on an error nothing changes.
+    pub fn set_container_scenario(&self, scenario: ContainerScenario) -> Result<(), String> {
+        let mut inner = self.lock();
+        inner
+            .container_credentials
+            .switch(&scenario.schedule(), Utc::now())?;
+        tracing::info!(scenario = scenario.name(), params = %scenario.params(), "container scenario switched");
+        inner.container_scenario = scenario;
+        Ok(())
+    }
+
+    /// The container credentials served now.
+    pub(super) fn current_container_credentials(
+        &self,
+        now: chrono::DateTime<Utc>,
+    ) -> super::credentials::Generation {
+        let mut inner = self.lock();
+        let scenario = inner.container_scenario.schedule();
+        inner.container_credentials.current(&scenario, now)
+    }
+
+    /// The IMDS and container credentials served now, for the STS stand-in to judge.
+    pub(super) fn served_credentials(&self) -> [super::credentials::Generation; 2] {
+        let now = Utc::now();
+        let mut inner = self.lock();
+        let imds = inner.scenario.clone();
+        let container = inner.container_scenario.schedule();
+        [
+            inner.credentials.current(&imds, now),
+            inner.container_credentials.current(&container, now),
+        ]
+    }
+
+    pub fn credentials_override(&self) -> Option<CredentialsOverride> {
+        self.lock().credentials_override.clone()
+    }
+
+    pub fn set_credentials_override(&self, keys: Option<CredentialsOverride>) {
+        tracing::info!(overridden = keys.is_some(), "IMDS credentials override set");
+        self.lock().credentials_override = keys;
+    }
+
+    pub fn sts_code(&self) -> Option<String> {
+        self.lock().sts_code.clone()
+    }
+
+    pub fn set_sts_code(&self, code: Option<String>) {
+        tracing::info!(
+            code = code.as_deref().unwrap_or("auto"),
+            "STS stand-in code set"
+        );
+        self.lock().sts_code = code;
     }
 
     pub fn clock_offset(&self) -> f64 {
@@ -185,6 +270,10 @@ impl SimState {
         let now = Utc::now();
         let scenario = inner.scenario.clone();
         let creds = inner.credentials.current(&scenario, now);
+        let container_scenario = inner.container_scenario.clone();
+        let container = inner
+            .container_credentials
+            .current(&container_scenario.schedule(), now);
         serde_json::json!({
             "scenario": scenario.name(),
             "params": scenario.params(),
@@ -199,6 +288,16 @@ impl SimState {
                 "issued": creds.issued.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 "expiration": creds.expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             },
+            "container": {
+                "scenario": container_scenario.name(),
+                "params": container_scenario.params(),
+                "credentials": {
+                    "generation": container.generation,
+                    "access_key_id": container.access_key_id(),
+                    "expiration": container.expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                },
+            },
+            "sts_code": inner.sts_code.clone(),
             "requests": inner.counts,
         })
     }

@@ -57,6 +57,9 @@ pub fn exporter_config(sim: &RunningSim) -> ExporterConfig {
             ethtool: false,
             ..NodeViewsConfig::default()
         },
+        container: None,
+        web_identity: None,
+        sts: None,
     }
 }
 
@@ -65,6 +68,8 @@ pub async fn start_exporter(config: ExporterConfig) -> RunningExporter {
 }
 
 pub async fn get(url: &str) -> (u16, String) {
+    // reqwest's TLS needs a rustls provider in the process (probe::client_tls).
+    imds_exporter::probe::client_tls::install_provider();
     let resp = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))
@@ -79,6 +84,8 @@ pub async fn get(url: &str) -> (u16, String) {
 }
 
 pub async fn post(url: &str, body: &str) -> (u16, String) {
+    // reqwest's TLS needs a rustls provider in the process (probe::client_tls).
+    imds_exporter::probe::client_tls::install_provider();
     let resp = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(5))
@@ -160,6 +167,8 @@ pub async fn after_runs(exporter: &RunningExporter, n: f64) -> Samples {
 /// The credentials document the simulator serves now, fetched with IMDSv2 as an SDK would, so
 /// a test can search for its secrets where they must not be.
 pub async fn sim_credentials_document(endpoint: &str) -> serde_json::Value {
+    // reqwest's TLS needs a rustls provider in the process (probe::client_tls).
+    imds_exporter::probe::client_tls::install_provider();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let token = http
         .put(format!("{endpoint}/latest/api/token"))

@@ -120,9 +120,10 @@ enum Body {
 }
 
 impl ImdsHttp {
-    /// `base` is a checked `http://host[:port]/` URL.
+    /// `base` is a checked `http://host[:port]/` URL (IMDS), or the container endpoint's full
+    /// URL, which the container probe requests with the path `""` (the URL itself).
     pub fn new(base: Url, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let client = crate::probe::client_tls::for_url(reqwest::Client::builder(), &base)
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .retry(reqwest::retry::never())

@@ -491,7 +491,7 @@ pub struct ImdsProbe {
 impl ImdsProbe {
     /// The prober for `config`, with its series registered in `metrics`.
     pub fn new(config: ImdsConfig, metrics: &Metrics) -> Result<Self, ConfigError> {
-        let families = metrics.register(ImdsFamilies::new(&config.sdks));
+        let families = metrics.register(ImdsFamilies::new(&config.sdks, metrics));
         Ok(Self {
             prober: ImdsProber::new(config)?,
             families,
