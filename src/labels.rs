@@ -50,6 +50,51 @@ impl Probe {
         }
     }
 
+    /// The failure reasons whose `imds_request_failures_total` series exist from start-up for
+    /// this probe's `phase`: the pairs the endpoint can produce (issue 18: each is a series on
+    /// every node). A pair outside this table is created at its first occurrence (a hostile or
+    /// broken peer, a proxy), so its first increment is not seen by `rate()`; the alerts read
+    /// only pairs inside it. For IMDS, from the documented answers (FIELD-NOTES: 400 on a bad
+    /// PUT, 401 token, 403 disabled, 404 no such item, 429) and the network:
+    ///
+    /// | phase | reasons |
+    /// |---|---|
+    /// | `token` (PUT) | timeout, connect, throttled, forbidden (IMDS disabled), http_other (400) |
+    /// | `role` | timeout, connect, throttled, unauthorized, forbidden, not_found (no role) |
+    /// | `credentials` | those of `role`, invalid_response, code_not_success |
+    /// | `imdsv1` | timeout, connect, throttled (401 and 403 are the answer "IMDSv1 off") |
+    /// | `info`, `identity` | none: best effort, hourly |
+    ///
+    /// The container probe (off by default) keeps every pair of its reasons.
+    pub fn expected_failures(self, phase: Phase) -> &'static [Reason] {
+        use Reason::*;
+        match (self, phase) {
+            (Probe::Imds, Phase::Token) => &[Timeout, Connect, Throttled, Forbidden, HttpOther],
+            (Probe::Imds, Phase::Role) => &[
+                Timeout,
+                Connect,
+                Throttled,
+                Unauthorized,
+                Forbidden,
+                NotFound,
+            ],
+            (Probe::Imds, Phase::Credentials) => &[
+                Timeout,
+                Connect,
+                Throttled,
+                Unauthorized,
+                Forbidden,
+                NotFound,
+                InvalidResponse,
+                CodeNotSuccess,
+            ],
+            (Probe::Imds, Phase::ImdsV1) => &[Timeout, Connect, Throttled],
+            (Probe::Container, Phase::AuthToken) => &[TokenFile],
+            (Probe::Container, Phase::Credentials) => &Reason::CONTAINER_REQUEST,
+            _ => &[],
+        }
+    }
+
     /// The `phase` values of this probe's requests in the shared credential families.
     pub fn phases(self) -> &'static [Phase] {
         match self {
@@ -174,6 +219,21 @@ impl Reason {
         Reason::InvalidResponse,
         Reason::CodeNotSuccess,
         Reason::TokenFile,
+        Reason::Expired,
+    ];
+
+    /// The container probe's request reasons: its reasons but the token file's.
+    pub const CONTAINER_REQUEST: [Reason; 11] = [
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::Throttled,
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::NotFound,
+        Reason::ServerError,
+        Reason::HttpOther,
+        Reason::InvalidResponse,
+        Reason::CodeNotSuccess,
         Reason::Expired,
     ];
 

@@ -361,3 +361,23 @@ fn the_simulator_docs_describe_every_scenario() {
         "one row per scenario in docs/simulator.md"
     );
 }
+
+/// The dashboards' latency panels select the phases with the full bucket set by name: the list in
+/// scripts/gen-dashboards is the code's.
+#[test]
+fn the_dashboards_latency_phases_are_the_full_bucket_phases() {
+    let script = std::fs::read_to_string("scripts/gen-dashboards").unwrap();
+    let line = script
+        .lines()
+        .find(|l| l.starts_with("SDK_PATH_PHASES = "))
+        .expect("SDK_PATH_PHASES in scripts/gen-dashboards");
+    let want: Vec<&str> = imds_exporter::probe::credential_families::SDK_PATH_PHASES
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
+    assert_eq!(
+        line.trim_start_matches("SDK_PATH_PHASES = ")
+            .trim_matches('"'),
+        want.join("|")
+    );
+}

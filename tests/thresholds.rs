@@ -30,12 +30,18 @@ fn every_threshold_in_the_file_has_its_rust_constant_with_the_same_value() {
 }
 
 #[test]
-fn the_latency_histogram_has_a_bucket_at_the_slow_request_bound() {
+fn every_latency_bucket_set_has_a_bucket_at_the_slow_request_bound() {
+    use imds_exporter::labels::Probe;
+    use imds_exporter::probe::credential_families::request_buckets;
     let bound = thresholds::SLOW_REQUEST.as_secs_f64();
-    assert!(
-        imds_exporter::probe::imds::metrics::REQUEST_BUCKETS.contains(&bound),
-        "the alerts read le=\"{bound}\""
-    );
+    for probe in [Probe::Imds, Probe::Container] {
+        for phase in probe.phases() {
+            assert!(
+                request_buckets(probe, *phase).contains(&bound),
+                "{probe:?} {phase:?}: the alerts read le=\"{bound}\""
+            );
+        }
+    }
 }
 
 #[test]

@@ -17,19 +17,96 @@ use crate::labels::{Phase, Probe, Reason};
 use crate::metrics::{Families, background_help as help, unix_seconds};
 use crate::probe::credentials::{CredentialsDoc, Rotation};
 
-/// Buckets of `imds_request_duration_seconds`: from a healthy IMDS (about a millisecond) to the
-/// SDKs' 1 s timeout and past it, so `le="1"` separates "slow" from "an SDK gave up". A request
-/// that times out at the default 1 s observes just over 1 s: the 1.1 bucket keeps quantiles of
-/// timeouts near 1 s instead of interpolating them towards 2.5 s. (The container endpoint's SDK
-/// timeout is 2 s: its timeouts land in the 2.5 bucket.)
-pub const REQUEST_BUCKETS: [f64; 11] = [
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.1, 2.5,
-];
+/// Buckets of `imds_request_duration_seconds`, per probe and phase: only what the alerts and
+/// panels read (issue 18: each bucket is a series on every node of a fleet).
+///
+/// - IMDS's SDK path (`token`, `role`, `credentials`): 10 ms (a healthy IMDS answers in about
+///   1 ms), 100 ms, and 1 s, the SDKs' default timeout: `le="1"` separates "slow" from "an SDK
+///   gave up" (`instance:imds_request_duration_seconds_over_1s:ratio_rate5m`). A request that
+///   times out observes just over 1 s and lands above the last bound, so `histogram_quantile`
+///   reads it as 1 s. The latency panels (quantiles by phase, heatmaps) show these phases.
+/// - IMDS's other phases (`imdsv1`, `info`, `identity`): `le="1"` only, what the slow-request
+///   share reads. (The IMDSv1 fallback's cost to the SDKs that take it is in
+///   `imds_sdk_credentials_wait_seconds`.)
+/// - The container endpoint (SDK timeout 2 s): 10 ms, 100 ms, 1 s and 2 s.
+pub const SDK_PATH_BUCKETS: [f64; 3] = [0.01, 0.1, 1.0];
+pub const COARSE_BUCKETS: [f64; 1] = [1.0];
+pub const CONTAINER_BUCKETS: [f64; 4] = [0.01, 0.1, 1.0, 2.0];
+
+/// The phases with [`SDK_PATH_BUCKETS`]: those the latency panels show (`scripts/gen-dashboards`
+/// selects them by name; `tests/golden.rs` holds the two to the same list).
+pub const SDK_PATH_PHASES: [Phase; 3] = [Phase::Token, Phase::Role, Phase::Credentials];
+
+/// The buckets of one probe's phase.
+pub fn request_buckets(probe: Probe, phase: Phase) -> &'static [f64] {
+    match probe {
+        Probe::Container => &CONTAINER_BUCKETS,
+        _ if SDK_PATH_PHASES.contains(&phase) => &SDK_PATH_BUCKETS,
+        _ => &COARSE_BUCKETS,
+    }
+}
+
+/// One histogram family whose series have different buckets: a `HistogramVec` per bucket set
+/// (same name, HELP and labels), gathered as one family. The prometheus crate fixes the buckets
+/// per `HistogramVec` and refuses two collectors of one name, hence this small merge.
+#[derive(Clone)]
+struct PhaseHistograms {
+    sets: Vec<(&'static [f64], HistogramVec)>,
+}
+
+impl PhaseHistograms {
+    fn new(name: &str, text: &str, sets: &[&'static [f64]]) -> Self {
+        let sets = sets
+            .iter()
+            .map(|buckets| {
+                let vec = HistogramVec::new(
+                    HistogramOpts::new(name, help(text)).buckets(buckets.to_vec()),
+                    &["probe", "phase"],
+                )
+                .expect("valid metric");
+                (*buckets, vec)
+            })
+            .collect();
+        Self { sets }
+    }
+
+    fn with(&self, probe: Probe, phase: Phase) -> prometheus::Histogram {
+        let buckets = request_buckets(probe, phase);
+        let (_, vec) = self
+            .sets
+            .iter()
+            .find(|(b, _)| std::ptr::eq(*b, buckets))
+            .expect("every bucket set is registered");
+        vec.with_label_values(&[probe.as_str(), phase.as_str()])
+    }
+}
+
+impl Collector for PhaseHistograms {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.sets[0].1.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let mut families = self.sets.iter().flat_map(|(_, v)| v.collect());
+        let Some(mut first) = families.next() else {
+            return Vec::new();
+        };
+        for family in families {
+            first
+                .mut_metric()
+                .extend(family.get_metric().iter().cloned());
+        }
+        if first.get_metric().is_empty() {
+            return Vec::new();
+        }
+        vec![first]
+    }
+}
 
 /// The shared credential families. Clones share their series.
 #[derive(Clone)]
 pub struct CredentialFamilies {
-    request_duration: HistogramVec,
+    request_duration: PhaseHistograms,
     request_failures: IntCounterVec,
     expiration: GaugeVec,
     last_updated: GaugeVec,
@@ -47,15 +124,11 @@ impl Default for CredentialFamilies {
             GaugeVec::new(Opts::new(name, help(text)), &["probe"]).expect("valid metric")
         };
         Self {
-            request_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "imds_request_duration_seconds",
-                    help("Duration of credential requests in seconds, by probe (imds, container) and phase; every attempt, failed ones included (a timeout observes the timeout)."),
-                )
-                .buckets(REQUEST_BUCKETS.to_vec()),
-                &["probe", "phase"],
-            )
-            .expect("valid metric"),
+            request_duration: PhaseHistograms::new(
+                "imds_request_duration_seconds",
+                "Duration of credential requests in seconds, by probe (imds, container) and phase; every attempt, failed ones included (a timeout observes the timeout). Buckets per phase: see the README.",
+                &[&SDK_PATH_BUCKETS, &COARSE_BUCKETS, &CONTAINER_BUCKETS],
+            ),
             request_failures: IntCounterVec::new(
                 Opts::new(
                     "imds_request_failures_total",
@@ -103,28 +176,18 @@ impl Default for CredentialFamilies {
 
 impl CredentialFamilies {
     /// Creates `probe`'s series at their start-up values: every phase's latency (but the
-    /// token read's, which is no request) and failure series, the expiry and rotation at 0.
+    /// token read's, which is no request), the failure series of the phase/reason pairs the
+    /// endpoint can produce ([`Probe::expected_failures`]; any other pair appears at its first
+    /// occurrence), the expiry and rotation at 0.
     pub fn add(&self, probe: Probe) {
         let p = probe.as_str();
         for phase in probe.phases() {
             if *phase != Phase::AuthToken {
-                self.request_duration
-                    .with_label_values(&[p, phase.as_str()]);
-                for reason in probe.reasons() {
-                    if *reason != Reason::TokenFile {
-                        self.request_failures.with_label_values(&[
-                            p,
-                            phase.as_str(),
-                            reason.as_str(),
-                        ]);
-                    }
-                }
-            } else {
-                self.request_failures.with_label_values(&[
-                    p,
-                    phase.as_str(),
-                    Reason::TokenFile.as_str(),
-                ]);
+                self.request_duration.with(probe, *phase);
+            }
+            for reason in probe.expected_failures(*phase) {
+                self.request_failures
+                    .with_label_values(&[p, phase.as_str(), reason.as_str()]);
             }
         }
         self.expiration.with_label_values(&[p]).set(0.0);
@@ -143,7 +206,7 @@ impl CredentialFamilies {
         let (p, ph) = (probe.as_str(), phase.as_str());
         if phase != Phase::AuthToken {
             self.request_duration
-                .with_label_values(&[p, ph])
+                .with(probe, phase)
                 .observe(duration.as_secs_f64());
         }
         if let Some(reason) = failure {

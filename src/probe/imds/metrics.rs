@@ -13,8 +13,6 @@ use crate::labels::{Probe, Sdk};
 use crate::metrics::{Families, Metrics, OptionalGauge, Recorded, background_help as help};
 use crate::probe::credential_families::CredentialFamilies;
 
-pub use crate::probe::credential_families::REQUEST_BUCKETS;
-
 /// The families the IMDS probe records.
 pub struct ImdsFamilies {
     /// `probe="imds"` of the shared credential families.
