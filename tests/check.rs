@@ -87,6 +87,17 @@ fn assert_loopback_only(config: &CheckConfig) {
     {
         assert!(loopback(host), "the check would probe {endpoint}");
     }
+    // The container provider's endpoint as the check resolves it (the relative URI and the
+    // token file alone mean 169.254.170.x).
+    let env = |k: &str| config.env.get(k).cloned();
+    if let Some(container) = check::beyond::container_config(&env) {
+        let url = reqwest::Url::parse(&container.endpoint).unwrap();
+        assert!(
+            loopback(url.host_str().unwrap_or("")),
+            "the check would ask {}",
+            container.endpoint
+        );
+    }
     assert!(
         !config.ntp_servers.is_empty(),
         "the default NTP server is EC2's"
@@ -2686,4 +2697,244 @@ async fn families_not_in_use_are_skipped() {
     expect(&report, CheckId::ClientsRust, Status::Skip, &["--imds.sdk"]);
     expect(&report, CheckId::ClientsGo, Status::Skip, &["--imds.sdk"]);
     expect(&report, CheckId::ClientsPython, Status::Warn, &[]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Beyond IMDS: the container credential provider and web identity
+// ---------------------------------------------------------------------------------------------
+
+/// The simulator's default `--container-token`.
+const CONTAINER_TOKEN: &str = "simulated-pod-identity-token";
+
+/// A JWT whose payload has this `exp` (the signature is not checked by anyone here).
+fn jwt(exp: i64) -> String {
+    use base64::Engine;
+    let part = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    format!(
+        "{}.{}.c2lnbmF0dXJlLW5vdC1jaGVja2Vk",
+        part(r#"{"alg":"RS256","typ":"JWT"}"#),
+        part(&format!(
+            r#"{{"aud":["sts.amazonaws.com"],"exp":{exp},"sub":"system:serviceaccount:ns:sa"}}"#
+        ))
+    )
+}
+
+/// Both renderings, which must never contain the authorization token or the JWT.
+fn assert_no_secret(report: &Report, secrets: &[&str]) {
+    let human = check::report::human(report, false, false);
+    let json = check::report::json(report, false);
+    for secret in secrets {
+        assert!(!human.contains(secret), "{secret} in:\n{human}");
+        assert!(!json.contains(secret), "{secret} in:\n{json}");
+    }
+}
+
+#[tokio::test]
+async fn without_container_or_web_identity_variables_their_sections_are_absent() {
+    let sim = start("healthy").await;
+    let report = run(&config(&sim)).await;
+    for id in CheckId::OPTIONAL {
+        assert!(report.get(id).is_none(), "{}", id.as_str());
+    }
+    let state: serde_json::Value = serde_json::from_str(
+        &common::get(&format!("{}/_sim/state", sim.endpoint()))
+            .await
+            .1,
+    )
+    .unwrap();
+    assert!(state["requests"].get("container").is_none(), "{state}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_pod_identity_agent_serving_credentials_is_ok_and_the_token_never_shown() {
+    let sim = start("healthy").await;
+    let dir = TempDir::new("container-ok");
+    let token = dir.write("eks-pod-identity-token", CONTAINER_TOKEN);
+    let mut c = config(&sim);
+    c.env = vars(&[
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            &format!("{}/v1/credentials", sim.endpoint()),
+        ),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token.to_str().unwrap(),
+        ),
+    ]);
+    let report = run(&c).await;
+    expect(
+        &report,
+        CheckId::ContainerEndpoint,
+        Status::Ok,
+        &["/v1/credentials", "AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+    );
+    expect(&report, CheckId::ContainerToken, Status::Ok, &["readable"]);
+    expect(
+        &report,
+        CheckId::ContainerCredentials,
+        Status::Ok,
+        &["served, expire in"],
+    );
+    let ids: Vec<CheckId> = report.checks.iter().map(|c| c.id).collect();
+    assert_eq!(
+        &ids[CheckId::ALL.len()..],
+        &CheckId::OPTIONAL[..3],
+        "the container section after the others"
+    );
+    assert_no_secret(&report, &[CONTAINER_TOKEN]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_agent_down_fails_with_the_reason_and_the_agents_daemonset() {
+    let sim = start("healthy").await;
+    let (status, body) = common::post(
+        &format!("{}/_sim/container/scenario/refused", sim.endpoint()),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let dir = TempDir::new("container-down");
+    let token = dir.write("token", CONTAINER_TOKEN);
+    let mut c = config(&sim);
+    c.env = vars(&[
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            &format!("{}/v1/credentials", sim.endpoint()),
+        ),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token.to_str().unwrap(),
+        ),
+    ]);
+    let report = run(&c).await;
+    expect(
+        &report,
+        CheckId::ContainerCredentials,
+        Status::Fail,
+        &[
+            "3 attempts",
+            "connect",
+            "eks-pod-identity-agent",
+            "$ kubectl",
+        ],
+    );
+    assert_eq!(report.verdict(false), Verdict::Fail);
+    assert_no_secret(&report, &[CONTAINER_TOKEN]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_token_and_a_missing_token_file_are_told_apart() {
+    let sim = start("healthy").await;
+    let dir = TempDir::new("container-token");
+    let wrong = dir.write("wrong", "not-the-agents-token");
+    let endpoint = format!("{}/v1/credentials", sim.endpoint());
+    let mut c = config(&sim);
+    c.env = vars(&[
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &endpoint),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            wrong.to_str().unwrap(),
+        ),
+    ]);
+    let report = run(&c).await;
+    expect(
+        &report,
+        CheckId::ContainerCredentials,
+        Status::Fail,
+        &["unauthorized", "create-pod-identity-association"],
+    );
+    assert_no_secret(&report, &["not-the-agents-token"]);
+
+    // A path with a quote and a space: shown, and quoted in the suggested command.
+    let missing = dir.path().join("it's missing");
+    c.env = vars(&[
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &endpoint),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            missing.to_str().unwrap(),
+        ),
+    ]);
+    let report = run(&c).await;
+    let quoted = imds_exporter::untrusted::shell_word(missing.to_str().unwrap());
+    expect(
+        &report,
+        CheckId::ContainerToken,
+        Status::Fail,
+        &[
+            "unusable",
+            "projected token volume",
+            &format!("$ ls -l {quoted}"),
+        ],
+    );
+    expect(
+        &report,
+        CheckId::ContainerCredentials,
+        Status::Skip,
+        &["no usable authorization token"],
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn web_identity_reports_the_token_expiry_and_the_role_never_the_token() {
+    let sim = start("healthy").await;
+    let dir = TempDir::new("web-identity");
+    let now = chrono::Utc::now().timestamp();
+    let valid = jwt(now + 86_400);
+    let path = dir.write("token", &valid);
+    let role = "arn:aws:iam::123456789012:role/irsa-role";
+    let mut c = config(&sim);
+    c.env = vars(&[
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", path.to_str().unwrap()),
+        ("AWS_ROLE_ARN", role),
+    ]);
+    let report = run(&c).await;
+    expect(
+        &report,
+        CheckId::WebIdentityToken,
+        Status::Ok,
+        &["expires in 23h"],
+    );
+    expect(&report, CheckId::WebIdentityRoleArn, Status::Ok, &[role]);
+    assert!(report.get(CheckId::ContainerEndpoint).is_none());
+    assert_no_secret(&report, &[&valid, valid.split('.').nth(1).unwrap()]);
+
+    // Expiring, expired, not a JWT, no role.
+    let soon = jwt(now + 300);
+    dir.write("token", &soon);
+    c.env = vars(&[("AWS_WEB_IDENTITY_TOKEN_FILE", path.to_str().unwrap())]);
+    let report = run(&c).await;
+    expect(
+        &report,
+        CheckId::WebIdentityToken,
+        Status::Warn,
+        &["kubelet"],
+    );
+    expect(
+        &report,
+        CheckId::WebIdentityRoleArn,
+        Status::Fail,
+        &["AWS_ROLE_ARN unset", "skip web identity"],
+    );
+    dir.write("token", &jwt(now - 60));
+    let report = run(&c).await;
+    expect(
+        &report,
+        CheckId::WebIdentityToken,
+        Status::Fail,
+        &["expired", "ExpiredTokenException"],
+    );
+    dir.write("token", "garbage");
+    let report = run(&c).await;
+    expect(
+        &report,
+        CheckId::WebIdentityToken,
+        Status::Fail,
+        &["not a JWT", "InvalidIdentityToken"],
+    );
+    assert_no_secret(&report, &["garbage"]);
+    sim.shutdown().await;
 }

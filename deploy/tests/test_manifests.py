@@ -20,6 +20,7 @@ KUSTOMIZATIONS = {
     "pod-network": "deploy/kubernetes/overlays/pod-network",
     "without-operator": "deploy/kubernetes/overlays/without-operator",
     "web-config": "deploy/kubernetes/overlays/web-config",
+    "pod-identity": "deploy/kubernetes/overlays/pod-identity",
 }
 PORT = 19254
 UID = 65532
@@ -310,6 +311,20 @@ def test_web_config_overlay_mounts_its_secret_and_scrapes_over_https_with_basic_
     base = render(KUSTOMIZATIONS["base"])
     assert sorted((o["kind"], o["metadata"]["name"]) for o in objs) == sorted(
         (o["kind"], o["metadata"]["name"]) for o in base)
+
+
+def test_pod_identity_overlay_is_the_base_and_carries_nothing_secret():
+    # The association lives in EKS (README.md of the overlay): the manifests stay the base's, with no
+    # Secret, no credential variable and no token volume of their own (EKS's webhook adds those).
+    objs = render(KUSTOMIZATIONS["pod-identity"])
+    assert objs == render(KUSTOMIZATIONS["base"])
+    assert not [o for o in objs if o["kind"] == "Secret"]
+    for ds in daemonsets(objs):
+        names = {e["name"] for e in container(ds).get("env", [])}
+        assert not names & {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                            "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    text = (ROOT / KUSTOMIZATIONS["pod-identity"] / "kustomization.yaml").read_text()
+    assert "aws eks create-pod-identity-association" in text and "--service-account imds-exporter" in text
 
 
 def test_headless_service_names_the_metrics_port(objects):

@@ -21,6 +21,7 @@
 //! Owns nothing the exporter uses: it reuses [`crate::probe::imds::ImdsProber`],
 //! [`crate::probe::ntp::query`] and the node readers of [`crate::collector`].
 
+pub mod beyond;
 mod chain;
 pub mod clients;
 pub mod imds;
@@ -245,6 +246,14 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
         checks.iter().map(|c| c.id).collect::<Vec<_>>(),
         CheckId::ALL.to_vec()
     );
+    // The providers beyond IMDS, where an SDK here would use them.
+    let env = |k: &str| config.env.get(k).cloned();
+    if let Some(container) = beyond::container_config(&env) {
+        checks.extend(beyond::container(container, &env, Utc::now()).await);
+    }
+    if let Some(web_identity) = beyond::web_identity_config(&env) {
+        checks.extend(beyond::web_identity(&web_identity, Utc::now()));
+    }
     let imds_endpoint_setting = imds_obs
         .is_none()
         .then(|| sdk.endpoint.named(&format!("{shown_endpoint:?}")));
@@ -382,10 +391,21 @@ mod tests {
     #[test]
     fn ids_are_unique_and_grouped() {
         let mut seen = std::collections::HashSet::new();
-        for id in CheckId::ALL {
+        for id in CheckId::ALL.into_iter().chain(CheckId::OPTIONAL) {
             assert!(seen.insert(id.as_str()), "{}", id.as_str());
             let (group, name) = id.as_str().split_once('.').expect("group.name");
-            assert!(["imds", "clients", "clock", "network", "sdk"].contains(&group));
+            assert!(
+                [
+                    "imds",
+                    "clients",
+                    "clock",
+                    "network",
+                    "sdk",
+                    "container",
+                    "web_identity"
+                ]
+                .contains(&group)
+            );
             assert!(
                 name.chars()
                     .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()),

@@ -31,6 +31,11 @@ pub enum CheckId {
     SdkImdsTimeout,
     SdkProxy,
     SdkCredentialSource,
+    ContainerEndpoint,
+    ContainerToken,
+    ContainerCredentials,
+    WebIdentityToken,
+    WebIdentityRoleArn,
 }
 
 impl CheckId {
@@ -59,6 +64,16 @@ impl CheckId {
         CheckId::SdkCredentialSource,
     ];
 
+    /// The checks present only where an SDK here would use their provider (the container
+    /// credential provider, web identity), after [`Self::ALL`] in report order.
+    pub const OPTIONAL: [CheckId; 5] = [
+        CheckId::ContainerEndpoint,
+        CheckId::ContainerToken,
+        CheckId::ContainerCredentials,
+        CheckId::WebIdentityToken,
+        CheckId::WebIdentityRoleArn,
+    ];
+
     /// The stable id, `group.name`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -84,6 +99,11 @@ impl CheckId {
             CheckId::SdkImdsTimeout => "sdk.imds_timeout",
             CheckId::SdkProxy => "sdk.proxy",
             CheckId::SdkCredentialSource => "sdk.credential_source",
+            CheckId::ContainerEndpoint => "container.endpoint",
+            CheckId::ContainerToken => "container.token",
+            CheckId::ContainerCredentials => "container.credentials",
+            CheckId::WebIdentityToken => "web_identity.token",
+            CheckId::WebIdentityRoleArn => "web_identity.role_arn",
         }
     }
 
@@ -112,6 +132,11 @@ impl CheckId {
             CheckId::SdkImdsTimeout => "SDK IMDS timeout",
             CheckId::SdkProxy => "HTTP proxy",
             CheckId::SdkCredentialSource => "Credential source",
+            CheckId::ContainerEndpoint => "Container endpoint",
+            CheckId::ContainerToken => "Container auth token",
+            CheckId::ContainerCredentials => "Container credentials",
+            CheckId::WebIdentityToken => "Web identity token",
+            CheckId::WebIdentityRoleArn => "Web identity role",
         }
     }
 }
@@ -236,7 +261,8 @@ pub struct Report {
     pub imds_endpoint_setting: Option<String>,
     /// The NTP servers queried, host:port.
     pub ntp_servers: Vec<String>,
-    /// One entry per [`CheckId`], in [`CheckId::ALL`] order.
+    /// One entry per [`CheckId`] of [`CheckId::ALL`], in that order, then those of
+    /// [`CheckId::OPTIONAL`] whose provider is configured.
     pub checks: Vec<Check>,
 }
 

@@ -5,7 +5,9 @@ Python 3 standard library only.
 
 - Every node is one `imds_exporter simulate` (fake IMDS + SNTP answerer, ports chosen by the
   kernel and read from its first lines) and one exporter pointed at it, on a free loopback port.
-- A node may get exporter flags of its own (`node_args`), after the common `exporter_args`.
+- A node may get exporter flags of its own (`node_args`), after the common `exporter_args`; in
+  them `{sim}` stands for the node's simulator URL and `{workdir}` for the fleet's directory (the
+  container endpoint and the STS stand-in are served by the node's simulator).
 - Prometheus scrapes every exporter as job "imds" with `instance` set to the node's name (as the
   Kubernetes deployment sets it to the node name), every second, and evaluates copies of
   alerts/*.rules.yml in which every `for:` is shortened (time compression for the test).
@@ -162,6 +164,18 @@ class Node:
         if status != 200:
             raise RuntimeError(f"{self.name}: clock offset {seconds}: HTTP {status} {body.strip()}")
 
+    def container_switch(self, scenario):
+        """The container endpoint's own scenario (IMDS keeps its own)."""
+        status, body = http("POST", f"{self.sim_url}/_sim/container/scenario/{scenario}", data=b"")
+        if status != 200:
+            raise RuntimeError(f"{self.name}: container scenario {scenario}: HTTP {status} {body.strip()}")
+
+    def sts_code(self, code):
+        """The AWS error code the STS stand-in answers every request with (`auto`: judged again)."""
+        status, body = http("POST", f"{self.sim_url}/_sim/sts/code/{code}", data=b"")
+        if status != 200:
+            raise RuntimeError(f"{self.name}: STS code {code}: HTTP {status} {body.strip()}")
+
     def state(self):
         return json.loads(http("GET", f"{self.sim_url}/_sim/state")[1])
 
@@ -244,7 +258,8 @@ class Stack:
             "--ntp.server", node.ntp_addr,
             "--ntp.interval", self.interval,
             *self.exporter_args,
-            *self.node_args.get(node.name, ())])
+            *(a.replace("{sim}", node.sim_url).replace("{workdir}", str(self.workdir))
+              for a in self.node_args.get(node.name, ()))])
 
     def _exporter_ready(self, node):
         self._check_alive()

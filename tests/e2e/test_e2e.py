@@ -21,6 +21,10 @@ What it proves, in order (each line of output is one check; the last line is the
     data unless dashboards/empty-when-healthy.json lists it (the rotation-lead panels are listed,
     but the test waits for a first rotation, so they must have data) or, where adjtimex(2) is not
     readable, it asks for the kernel clock values that the exporter then leaves out;
+    the healthy node also runs the container, web identity and STS probes (container endpoint
+    and STS stand-in of its simulator, a token file and a JWT valid for a day): each succeeds,
+    its simulator counted container and STS requests, and the nodes without those flags have no
+    series of those probes and their simulators counted none;
     no warning or critical alert is pending or firing, with one honest exception: the kernel
     clock of the machines that build this project is not synchronised (docs/clock.md),
     so ImdsClockNotSynchronising must fire exactly when the kernel, asked by this test itself
@@ -40,6 +44,10 @@ What it proves, in order (each line of output is one check; the last line is the
       hop-limit-v2-only  ImdsCredentialsUnavailable for each family (IMDSv1 off: nobody falls
                          back), each description naming no family as only waiting;
       expired, clock     ImdsCredentialsExpiring, ImdsClockSkewDetected (critical);
+      container refused  (the exporter's container probe at the node simulator's /v1/credentials,
+                         the Pod Identity agent down: nothing listens) ImdsContainerCredentialsUnavailable;
+      STS ExpiredToken   (--sts.enabled at the simulator's STS stand-in, answering ExpiredToken)
+                         ImdsStsCredentialsRejected;
     then a blip on one more node (outage for 3 s, then healthy): its outage watch counts one window
     of about 3 s and ImdsCredentialsOutage (warning) fires; whether ImdsCredentialsUnavailable went
     pending meanwhile is reported, not judged (its 3m `for:` is 5 s here, shorter than the blip).
@@ -84,6 +92,10 @@ HEALTHY = "e2e-healthy"
 # The phases the latency panels show (the full bucket set; scripts/gen-dashboards SDK_PATH_PHASES).
 PHASES = ["token", "role", "credentials"]
 KERNEL_CLOCK_ALERT = "ImdsClockNotSynchronising"
+# Listed as empty when healthy (the probes are optional), but the healthy node runs them: required,
+# except the container rotation lead (absent until the container endpoint's first rotation).
+BEYOND_ROW = "Container, web identity and STS"
+BEYOND_OPTIONAL = re.compile(r"\bimds_credentials_rotation_lead_seconds\b")
 # Listed as empty when healthy only until the first rotation, which the test waits for: then required.
 ROTATION_PANELS = {("imds-node", "Last rotation lead"), ("imds-node", "Rotation lead")}
 # What the exporter stops exporting when adjtimex(2) is not permitted (it keeps imds_clock_kernel_readable 0).
@@ -102,6 +114,17 @@ def expect(alert, severity, sdk=None, follows_state=True):
     return (alert, severity, sdk, follows_state)
 
 
+# The probes beyond IMDS, pointed at the node's simulator ({sim}: its URL; {workdir}: the fleet's
+# directory, where main() writes the two token files). Loopback only, like everything here.
+CONTAINER_FLAGS = ["--container.endpoint", "{sim}/v1/credentials", "--container.token-file", "{workdir}/container-token",
+                   "--container.interval", "1s"]
+WEB_IDENTITY_FLAGS = ["--web-identity.token-file", "{workdir}/web-identity-token",
+                      "--web-identity.role-arn", "arn:aws:iam::123456789012:role/e2e-irsa", "--web-identity.interval", "1s"]
+STS_FLAGS = ["--sts.enabled", "--sts.endpoint", "{sim}/_sts", "--sts.region", "us-east-1", "--sts.interval", "2s"]
+BEYOND_PROBES = ("container", "web_identity", "sts")
+# The simulator's default --container-token: what the agent expects in the Authorization header.
+CONTAINER_TOKEN = "simulated-pod-identity-token"
+
 # node name -> (how to break it, its argument, the alerts that must fire, the node's extra exporter flags)
 SCENARIOS = {
     "e2e-outage": ("scenario", "outage", [expect(UNAVAILABLE, "critical", sdk) for sdk in SDKS], []),
@@ -119,7 +142,16 @@ SCENARIOS = {
     "e2e-hop-limit-v2-only": ("scenario", "hop-limit-v2-only", [expect(UNAVAILABLE, "critical", sdk) for sdk in SDKS], []),
     "e2e-expired": ("scenario", "expired", [expect("ImdsCredentialsExpiring", "critical")], []),
     "e2e-clock-offset": ("clock", "400", [expect("ImdsClockSkewDetected", "critical")], []),
+    # The Pod Identity agent down (nothing listens: `refused`) while IMDS stays healthy.
+    "e2e-container-down": ("container", "refused", [expect("ImdsContainerCredentialsUnavailable", "critical")],
+                           CONTAINER_FLAGS),
+    # STS refuses the IMDS credentials: ExpiredToken.
+    "e2e-sts-expired": ("sts", "ExpiredToken", [expect("ImdsStsCredentialsRejected", "critical")], STS_FLAGS),
 }
+# The nodes whose failure is beyond IMDS: the IMDS panels (Worst nodes) do not count them.
+BEYOND_NODES = {n for n, (kind, _, _, _) in SCENARIOS.items() if kind in ("container", "sts")}
+# Which nodes run which of the probes beyond IMDS.
+BEYOND_NODE_FLAGS = {HEALTHY: CONTAINER_FLAGS + WEB_IDENTITY_FLAGS + STS_FLAGS}
 # The families whose ImdsCredentialsUnavailable may ever be pending or firing on a node (whole run).
 ONLY_UNAVAILABLE = {"e2e-hop-limit": {"rust"}, "e2e-hop-limit-py-js": set()}
 # Nodes on which no critical alert may ever be pending or firing (whole run).
@@ -222,10 +254,16 @@ def kernel_clock_unsynchronised():
 
 
 # -------------------------------------------------------------------------------- dashboards
+BEYOND_PANELS = set()  # (uid, title) of the panels in the node dashboard's BEYOND_ROW, from load_dashboards()
+
+
 def load_dashboards():
     boards = {}
     for name in ("imds-fleet", "imds-node"):
         boards[name] = json.loads((ROOT / "dashboards" / f"{name}.json").read_text())
+    for row in boards["imds-node"]["panels"]:
+        if row["type"] == "row" and row["title"] == BEYOND_ROW:
+            BEYOND_PANELS.update(("imds-node", p["title"]) for p in row.get("panels", []))
     empty = json.loads((ROOT / "dashboards" / "empty-when-healthy.json").read_text())
     return boards, {(e["dashboard"], e["panel"]) for e in empty["panels"]}
 
@@ -332,6 +370,9 @@ def healthy_empty_reasons(empty, kernel_readable):
     def why(uid, title, expr):
         if (uid, title) in ROTATION_PANELS:
             return None  # listed, but the test has waited for the first rotation
+        if (uid, title) in BEYOND_PANELS:
+            # listed, but the healthy node runs the container, web identity and STS probes
+            return "absent until the container endpoint's first rotation" if BEYOND_OPTIONAL.search(expr) else None
         if (uid, title) in empty:
             return "listed as empty when healthy"
         if not kernel_readable and KERNEL_CLOCK_METRICS.search(expr):
@@ -540,6 +581,48 @@ def unavailable_descriptions(results, stack):
             results.check(f"{name} [sdk={sdk}]", ok, f"named {sorted(named) if named is not None else None}: {text!r}")
 
 
+def write_token_files(workdir):
+    """The container authorization token the simulator expects, and a web identity token (a JWT
+    with an `exp` a day away; the signature is not checked by the exporter or the stand-in)."""
+    import base64
+
+    def part(doc):
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+
+    (Path(workdir) / "container-token").write_text(CONTAINER_TOKEN)
+    claims = {"aud": ["sts.amazonaws.com"], "exp": int(time.time()) + 86400,
+              "iss": "https://oidc.eks.us-east-1.amazonaws.com/id/E2E", "sub": "system:serviceaccount:e2e:imds-exporter"}
+    (Path(workdir) / "web-identity-token").write_text(f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl")
+
+
+def beyond_probes_healthy(results, stack):
+    """The healthy node's container, web identity and STS probes succeed, against its simulator;
+    the nodes without their flags have none of their series and sent their simulators nothing."""
+    for probe in BEYOND_PROBES:
+        try:
+            wait_for(f"imds_probe_success{{probe={probe!r}}} == 1 on {HEALTHY}",
+                     lambda: stack.prom.vector(f'imds_probe_success{{instance="{HEALTHY}", probe="{probe}"}} == 1'), 20)
+            ok = True
+        except TimeoutError:
+            ok = False
+        results.check(f"healthy: probe {probe} succeeds on {HEALTHY}", ok)
+    codes = {l.get("source"): l.get("code") for l, _ in stack.prom.vector(f'imds_sts_last_response{{instance="{HEALTHY}"}} == 1')}
+    results.check(f"healthy: STS answered ok for the imds and container credentials of {HEALTHY}",
+                  codes == {"imds": "ok", "container": "ok"}, str(codes))
+    requests = stack.node(HEALTHY).state()["requests"]
+    counted = {g: sum(requests.get(g, {}).values()) for g in ("container", "sts")}
+    results.check(f"healthy: the simulator of {HEALTHY} counted container and STS requests", all(counted.values()), str(counted))
+    plain = [n.name for n in stack.nodes if n.name not in BEYOND_NODE_FLAGS and not SCENARIOS.get(n.name, (0, 0, 0, []))[3]]
+    series = stack.prom.vector('count by (instance, probe) (imds_probe_runs_total{probe=~"container|web_identity|sts"})')
+    leaked = sorted(f"{l.get('instance')}/{l.get('probe')}" for l, _ in series if l.get("instance") in plain)
+    results.check(f"healthy: the {len(plain)} nodes without the flags have no container, web identity or STS series", not leaked,
+                  str(leaked))
+    asked = {n: {g: requests for g, requests in stack.node(n).state()["requests"].items() if g in ("container", "sts")}
+             for n in plain}
+    results.check(f"healthy: the simulators of the {len(plain)} nodes without the flags counted no container or STS request",
+                  not any(asked.values()), str({n: a for n, a in asked.items() if a}))
+
+
 def run_blip(results, stack):
     """BLIP_NODE: outage for BLIP_SECONDS, then healthy; the outage watch counts it and
     ImdsCredentialsOutage fires. Returns the seconds from healthy's return to firing, or None."""
@@ -597,6 +680,10 @@ def run_scenarios(results, stack, boards, empty):
         node = stack.node(node_name)
         if kind == "scenario":
             node.switch(arg)
+        elif kind == "container":
+            node.container_switch(arg)
+        elif kind == "sts":
+            node.sts_code(arg)
         else:
             node.clock_offset(arg)
         switched[node_name] = time.monotonic()
@@ -660,8 +747,8 @@ def run_scenarios(results, stack, boards, empty):
     check_dashboard_queries(results, stack, boards, lambda *_: None, "outage", only=only,
                             instances={"imds-fleet": ".*", "imds-node": BLIP_NODE})
     problems = {l.get("instance"): v for l, v in stack.prom.vector(substitute(panel_expr(fleet, "Worst nodes", "problems"), ".*"))}
-    bad = {n for n in [*SCENARIOS, BLIP_NODE] if problems.get(n, 0) < 1}
-    results.check("failures: Worst nodes table counts problems on every broken node (the blip's outage too) and none on the healthy one",
+    bad = {n for n in [*SCENARIOS, BLIP_NODE] if n not in BEYOND_NODES and problems.get(n, 0) < 1}
+    results.check("failures: Worst nodes table counts problems on every node with broken IMDS (the blip's outage too) and none on the healthy one",
                   not bad and problems.get(HEALTHY) == 0,
                   ", ".join(f"{k}={v:g}" for k, v in sorted(problems.items())))
 
@@ -670,6 +757,10 @@ def run_scenarios(results, stack, boards, empty):
         node = stack.node(node_name)
         if kind == "scenario":
             node.switch("healthy")
+        elif kind == "container":
+            node.container_switch("healthy")
+        elif kind == "sts":
+            node.sts_code("auto")
         else:
             node.clock_offset("0")
     back = time.monotonic()
@@ -707,13 +798,16 @@ def main():
     results = Results()
     boards, empty = load_dashboards()
     static_checks(results, boards, empty)
+    results.check(f"static: imds-node has a collapsed row {BEYOND_ROW!r} with panels", len(BEYOND_PANELS) >= 5,
+                  str(sorted(t for _, t in BEYOND_PANELS)))
 
     kernel_readable, kernel_unsync, kernel_detail = read_kernel_clock()
     info(f"kernel clock: {kernel_detail} -> "
          f"{'unreadable' if not kernel_readable else 'unsynchronised' if kernel_unsync else 'synchronised'}")
 
     stack = Stack(args.binary, [HEALTHY, *SCENARIOS, BLIP_NODE], rotate_every="20s", lifetime="1h", rule_for="5s",
-                  node_args={n: flags for n, (_, _, _, flags) in SCENARIOS.items() if flags})
+                  node_args={**{n: flags for n, (_, _, _, flags) in SCENARIOS.items() if flags}, **BEYOND_NODE_FLAGS})
+    write_token_files(stack.workdir)
     timings = {}
     try:
         stack.start()
@@ -727,6 +821,7 @@ def main():
         time.sleep(3)
         info(f"healthy state reached after {time.monotonic() - started:.1f}s")
 
+        beyond_probes_healthy(results, stack)
         checked = check_dashboard_queries(results, stack, boards, healthy_empty_reasons(empty, kernel_readable), "healthy")
         check_rules_health(results, stack, "healthy")
         healthy_alerts(results, stack, kernel_unsync, kernel_detail)
