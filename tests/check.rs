@@ -87,6 +87,15 @@ fn assert_loopback_only(config: &CheckConfig) {
     {
         assert!(loopback(host), "the check would probe {endpoint}");
     }
+    // STS: only ever an explicit loopback endpoint (the default is AWS's regional one).
+    if let Some(sts) = &config.sts {
+        let endpoint = sts.endpoint.as_deref().expect("tests give STS an endpoint");
+        let url = reqwest::Url::parse(endpoint).unwrap();
+        assert!(
+            loopback(url.host_str().unwrap_or("")),
+            "the check would ask {endpoint}"
+        );
+    }
     // The container provider's endpoint as the check resolves it (the relative URI and the
     // token file alone mean 169.254.170.x).
     let env = |k: &str| config.env.get(k).cloned();
@@ -2936,5 +2945,53 @@ async fn web_identity_reports_the_token_expiry_and_the_role_never_the_token() {
         &["not a JWT", "InvalidIdentityToken"],
     );
     assert_no_secret(&report, &["garbage"]);
+    sim.shutdown().await;
+}
+
+/// `--sts.enabled`: the instance credentials signed into a GetCallerIdentity at the simulator's
+/// STS stand-in; accepted with the role's ARN, then refused with ExpiredToken; the secret key
+/// and session token never printed. Without the flag, no STS section.
+#[tokio::test]
+async fn sts_accepts_the_instance_credentials_then_refuses_an_expired_token() {
+    let sim = start("healthy").await;
+    let mut c = config(&sim);
+    let report = run(&c).await;
+    assert!(
+        report.get(CheckId::StsImds).is_none(),
+        "no STS section without --sts.enabled"
+    );
+    c.sts = Some(imds_exporter::probe::sts::StsConfig {
+        endpoint: Some(format!("{}/_sts", sim.endpoint())),
+        region: Some("eu-west-1".into()),
+        ..Default::default()
+    });
+    let report = run(&c).await;
+    expect(
+        &report,
+        CheckId::StsImds,
+        Status::Ok,
+        &["arn:aws:sts::", ":assumed-role/"],
+    );
+    assert!(report.get(CheckId::StsContainer).is_none());
+    let doc = common::sim_credentials_document(&sim.endpoint()).await;
+    let secrets = [
+        doc["SecretAccessKey"].as_str().unwrap().to_string(),
+        doc["Token"].as_str().unwrap().to_string(),
+    ];
+    assert_no_secret(&report, &[&secrets[0], &secrets[1]]);
+
+    let (status, _) = common::post(
+        &format!("{}/_sim/sts/code/ExpiredToken", sim.endpoint()),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let report = run(&c).await;
+    expect(
+        &report,
+        CheckId::StsImds,
+        Status::Fail,
+        &["refused: expired_token", "not rotated in time"],
+    );
     sim.shutdown().await;
 }

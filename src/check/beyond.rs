@@ -4,6 +4,8 @@
 //! (`AWS_WEB_IDENTITY_TOKEN_FILE`, IRSA). Configured from the check's environment, resolved as the
 //! exporter resolves its probes ([`ContainerConfig::resolve`], [`WebIdentityConfig::resolve`]).
 //!
+//! With `--sts.enabled`, a signed `GetCallerIdentity` with each source's credentials (`sts.*`).
+//!
 //! Never printed: the authorization token and the web identity token (only whether they could be
 //! read, and the token's `exp`). Paths and ARNs from the environment reach a suggested command
 //! only through [`crate::untrusted::shell_word`]; an ARN is shown only when it has an ARN's form.
@@ -11,10 +13,13 @@
 use chrono::{DateTime, Utc};
 
 use super::model::{Check, CheckId, fmt_latency, fmt_span};
-use crate::labels::Reason;
+use crate::labels::{Reason, Source, StsCode};
 use crate::probe::container::{ContainerConfig, ContainerProber, ContainerRun, TokenSource};
+use crate::probe::imds::ImdsConfig;
+use crate::probe::sts::request::Verdict;
+use crate::probe::sts::{SourceCheck, StsConfig, StsProber};
 use crate::probe::web_identity::{WebIdentityConfig, jwt_expiry};
-use crate::untrusted::{is_arn, shell_word};
+use crate::untrusted::{is_arn, shell_word, visible};
 
 /// The web identity token's time left under which `web_identity.token` warns (the alert's
 /// `web_identity_token_expiry_warning_seconds`, alerts/thresholds.yml).
@@ -228,4 +233,125 @@ pub fn web_identity(config: &WebIdentityConfig, now: DateTime<Utc>) -> Vec<Check
             .fix("Set the ServiceAccount's eks.amazonaws.com/role-arn annotation to the role's ARN."),
     };
     vec![token, role]
+}
+
+/// `--sts.enabled`: a signed `GetCallerIdentity` with each source's credentials, once, as the STS
+/// probe makes it (`sts.imds`, and `sts.container` where the container provider is configured).
+/// Never printed: the credentials, the signature, the request.
+pub async fn sts(
+    config: &StsConfig,
+    imds: &ImdsConfig,
+    container: Option<&ContainerConfig>,
+) -> Vec<Check> {
+    let mut prober = match StsProber::new(config.clone(), imds, container) {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![
+                Check::fail(CheckId::StsImds, "not run")
+                    .cause(visible(&e.to_string()).into_owned()),
+            ];
+        }
+    };
+    let run = prober.run().await;
+    let region = prober.region().map(str::to_string);
+    run.checks
+        .iter()
+        .filter_map(|c| {
+            let id = match c.source {
+                Source::Imds => CheckId::StsImds,
+                Source::Container => CheckId::StsContainer,
+                Source::WebIdentity => return None,
+            };
+            Some(sts_check(id, c, region.as_deref()))
+        })
+        .collect()
+}
+
+fn sts_check(id: CheckId, c: &SourceCheck, region: Option<&str>) -> Check {
+    let whose = match c.source {
+        Source::Container => "the container endpoint's",
+        _ => "the instance profile's",
+    };
+    if let Some((reason, detail)) = &c.fetch_error {
+        return Check::fail(id, format!("credentials not fetched ({})", reason.as_str()))
+            .cause(format!(
+                "{whose} credentials could not be fetched, so STS was not asked: {}",
+                visible(detail)
+            ))
+            .fix("See the credential checks above.");
+    }
+    let took = fmt_latency(c.duration);
+    let skew = c
+        .skew
+        .map(|s| format!(", STS clock {s:+.0} s from ours"))
+        .unwrap_or_default();
+    let egress = "Give the node egress to STS: a NAT gateway, or an STS interface VPC endpoint \
+                  (com.amazonaws.REGION.sts) with private DNS; a proxy in HTTPS_PROXY is honoured.";
+    match &c.answer {
+        None => Check::fail(id, "no answer").cause("the run ended before STS answered"),
+        Some(Err(e)) => Check::fail(id, format!("STS unreachable ({})", e.reason().as_str()))
+            .cause(format!(
+                "{} ({}): the SDKs' calls from here fail the same way",
+                visible(&e.to_string()),
+                region.map(|r| format!("region {r}")).unwrap_or_default()
+            ))
+            .fix(egress),
+        Some(Ok(Verdict::Accepted { arn })) => {
+            let shown = if is_arn(arn) { arn.as_str() } else { "an ARN" };
+            let value = format!("{shown} in {took}{skew}");
+            if c.role_match == Some(false) {
+                Check::warn(id, value)
+                    .cause("STS answers for a role other than the one the source names: the credentials are another role's")
+                    .fix("Check the instance profile (or the pod's association) names the intended role.")
+            } else if c
+                .skew
+                .is_some_and(|s| s.abs() > crate::thresholds::CLOCK_SKEW_CRITICAL_SECONDS)
+            {
+                Check::warn(id, value)
+                    .cause("the local clock is far from STS's: SigV4 refuses requests more than 5 minutes off")
+                    .fix("Fix the clock: see the NTP and kernel clock checks.")
+            } else {
+                Check::ok(id, value)
+            }
+        }
+        Some(Ok(Verdict::Refused { code, .. })) => {
+            let (cause, fix) = match code {
+                StsCode::ExpiredToken => (
+                    "STS says the session token has expired: the credentials were not rotated in time, or the clock is wrong",
+                    "Compare the credentials' Expiration with the clock (checks above); a stuck rotation needs the instance profile re-associated.",
+                ),
+                StsCode::SignatureDoesNotMatch | StsCode::RequestTimeTooSkewed => (
+                    "STS refuses the signature: most often the clock is off by more than 5 minutes",
+                    "Fix the clock (the NTP and kernel clock checks above), then retry.",
+                ),
+                StsCode::InvalidClientTokenId => (
+                    "STS does not know the access key: credentials of another partition, a region where STS is off, or revoked",
+                    "Check the region (`--sts.region`) and that STS is active in it (IAM, Account settings).",
+                ),
+                StsCode::AccessDenied => (
+                    "STS denies the call: an SCP or a permissions boundary blocks sts:GetCallerIdentity",
+                    "Review the organisation's SCPs for this account.",
+                ),
+                StsCode::Throttling => (
+                    "STS throttles this account's calls",
+                    "Find the callers flooding STS (CloudTrail) and add backoff.",
+                ),
+                _ => (
+                    "STS refuses the credentials",
+                    "Run the same call with the AWS CLI to see the full error: aws sts get-caller-identity",
+                ),
+            };
+            let check = if *code == StsCode::Throttling {
+                Check::warn(id, format!("throttled in {took}"))
+            } else {
+                Check::fail(id, format!("refused: {}", code.as_str()))
+            };
+            check.cause(cause).fix(fix)
+        }
+        Some(Ok(Verdict::Unusable { status })) => {
+            Check::fail(id, format!("HTTP {status} without an STS error"))
+                .cause("the answer is not STS's: a proxy or a wrong --sts.endpoint")
+                .fix(egress)
+        }
+    }
 }

@@ -69,6 +69,8 @@ pub struct CheckConfig {
     /// The home directory for `~/.aws/credentials` and `~/.aws/config`.
     pub home: Option<PathBuf>,
     pub node: NodeSource,
+    /// `--sts.enabled`: a signed `GetCallerIdentity` with the fetched credentials.
+    pub sts: Option<crate::probe::sts::StsConfig>,
 }
 
 impl CheckConfig {
@@ -89,6 +91,7 @@ impl CheckConfig {
             env: BTreeMap::new(),
             home: None,
             node: NodeSource::Host,
+            sts: None,
         }
     }
 
@@ -138,6 +141,7 @@ impl Default for CheckConfig {
             env: BTreeMap::new(),
             home: None,
             node: NodeSource::Host,
+            sts: None,
         }
     }
 }
@@ -248,11 +252,21 @@ pub async fn run(config: &CheckConfig) -> Result<Report, String> {
     );
     // The providers beyond IMDS, where an SDK here would use them.
     let env = |k: &str| config.env.get(k).cloned();
-    if let Some(container) = beyond::container_config(&env) {
+    let container = beyond::container_config(&env);
+    if let Some(container) = container.clone() {
         checks.extend(beyond::container(container, &env, Utc::now()).await);
     }
     if let Some(web_identity) = beyond::web_identity_config(&env) {
         checks.extend(beyond::web_identity(&web_identity, Utc::now()));
+    }
+    if let Some(sts) = &config.sts {
+        let imds = ImdsConfig {
+            endpoint: endpoint.clone(),
+            timeout: config.imds_timeout,
+            token_ttl: CHECK_TOKEN_TTL,
+            ..ImdsConfig::default()
+        };
+        checks.extend(beyond::sts(sts, &imds, container.as_ref()).await);
     }
     let imds_endpoint_setting = imds_obs
         .is_none()

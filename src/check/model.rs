@@ -36,6 +36,8 @@ pub enum CheckId {
     ContainerCredentials,
     WebIdentityToken,
     WebIdentityRoleArn,
+    StsImds,
+    StsContainer,
 }
 
 impl CheckId {
@@ -66,12 +68,14 @@ impl CheckId {
 
     /// The checks present only where an SDK here would use their provider (the container
     /// credential provider, web identity), after [`Self::ALL`] in report order.
-    pub const OPTIONAL: [CheckId; 5] = [
+    pub const OPTIONAL: [CheckId; 7] = [
         CheckId::ContainerEndpoint,
         CheckId::ContainerToken,
         CheckId::ContainerCredentials,
         CheckId::WebIdentityToken,
         CheckId::WebIdentityRoleArn,
+        CheckId::StsImds,
+        CheckId::StsContainer,
     ];
 
     /// The stable id, `group.name`.
@@ -104,6 +108,8 @@ impl CheckId {
             CheckId::ContainerCredentials => "container.credentials",
             CheckId::WebIdentityToken => "web_identity.token",
             CheckId::WebIdentityRoleArn => "web_identity.role_arn",
+            CheckId::StsImds => "sts.imds",
+            CheckId::StsContainer => "sts.container",
         }
     }
 
@@ -137,6 +143,8 @@ impl CheckId {
             CheckId::ContainerCredentials => "Container credentials",
             CheckId::WebIdentityToken => "Web identity token",
             CheckId::WebIdentityRoleArn => "Web identity role",
+            CheckId::StsImds => "STS, instance credentials",
+            CheckId::StsContainer => "STS, container credentials",
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::config::{ConfigError, parse_duration};
 use crate::labels::Sdk;
 use crate::probe::imds::ImdsConfig;
 use crate::probe::ntp::NtpConfig;
+use crate::probe::sts::StsConfig;
 
 /// `imds_exporter check`: the probes once, with the flags the exporter uses to find IMDS and NTP.
 #[derive(Debug, Args, Clone)]
@@ -74,6 +75,33 @@ pub struct CheckArgs {
     #[arg(long, env = "IMDS_EXPORTER_CHECK_STRICT")]
     pub strict: bool,
 
+    /// Also check the fetched credentials with a signed STS GetCallerIdentity (needs egress to
+    /// STS; the exporter's --sts.enabled).
+    #[arg(
+        id = "sts.enabled",
+        long = "sts.enabled",
+        env = "IMDS_EXPORTER_STS_ENABLED"
+    )]
+    pub sts_enabled: bool,
+
+    /// STS URL [default: the regional endpoint, https://sts.REGION.amazonaws.com; never the global one unless given].
+    #[arg(
+        id = "sts.endpoint",
+        long = "sts.endpoint",
+        env = "IMDS_EXPORTER_STS_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub sts_endpoint: Option<String>,
+
+    /// Region to sign for and whose endpoint to use [default: $AWS_REGION, $AWS_DEFAULT_REGION, else the instance identity document's].
+    #[arg(
+        id = "sts.region",
+        long = "sts.region",
+        env = "IMDS_EXPORTER_STS_REGION",
+        value_name = "REGION"
+    )]
+    pub sts_region: Option<String>,
+
     /// Never colour the report (colour is used only on a terminal, and never when NO_COLOR is set).
     #[arg(long = "no-color", env = "IMDS_EXPORTER_CHECK_NO_COLOR")]
     pub no_color: bool,
@@ -89,7 +117,7 @@ pub enum Output {
 impl CheckArgs {
     /// The check's configuration: the flags, this process's environment and `$HOME`.
     pub fn config(&self) -> Result<CheckConfig, ConfigError> {
-        Ok(CheckConfig {
+        let config = CheckConfig {
             imds_endpoint: self.imds_endpoint.clone(),
             imds_timeout: self.imds_timeout,
             ntp_servers: self.ntp_servers.clone(),
@@ -98,7 +126,24 @@ impl CheckArgs {
             sdks: ImdsConfig::parse_sdks(&self.sdks)?,
             ..CheckConfig::default()
         }
-        .with_process_env())
+        .with_process_env();
+        // Only with --sts.enabled: the region variables are the SDKs', read from the check's
+        // environment.
+        let sts = match self.sts_enabled {
+            false => None,
+            true => {
+                let sts = StsConfig {
+                    endpoint: self.sts_endpoint.clone(),
+                    region: StsConfig::region_from(self.sts_region.clone(), |k| {
+                        config.env.get(k).cloned()
+                    }),
+                    ..StsConfig::default()
+                };
+                sts.validate()?;
+                Some(sts)
+            }
+        };
+        Ok(CheckConfig { sts, ..config })
     }
 
     pub fn output(&self) -> OutputConfig {
