@@ -37,7 +37,7 @@ import thresholds  # noqa: E402
 THRESHOLDS = [
     # alerts/imds_exporter.rules.yml
     ("instance:imds_request_duration_seconds_over_1s:ratio_rate5m", None,
-     "slow_request_seconds", r'imds_request_duration_seconds_bucket{probe="imds", le=~"{N}(\\.0)?"}'),
+     "slow_request_seconds", r'imds_request_duration_seconds_bucket{probe="imds", phase=~"token|role|credentials", le=~"{N}(\\.0)?"}'),
     ("ImdsRequestLatencyHigh", "warning",
      "slow_request_seconds", "instance:imds_request_duration_seconds_over_{N}s:ratio_rate5m"),
     ("ImdsRequestLatencyHigh", "warning",
