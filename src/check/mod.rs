@@ -416,7 +416,8 @@ mod tests {
                     "network",
                     "sdk",
                     "container",
-                    "web_identity"
+                    "web_identity",
+                    "sts"
                 ]
                 .contains(&group)
             );

@@ -80,7 +80,7 @@ pub struct CheckArgs {
     #[arg(
         id = "sts.enabled",
         long = "sts.enabled",
-        env = "IMDS_EXPORTER_STS_ENABLED"
+        env = "IMDS_EXPORTER_CHECK_STS_ENABLED"
     )]
     pub sts_enabled: bool,
 
@@ -88,7 +88,7 @@ pub struct CheckArgs {
     #[arg(
         id = "sts.endpoint",
         long = "sts.endpoint",
-        env = "IMDS_EXPORTER_STS_ENDPOINT",
+        env = "IMDS_EXPORTER_CHECK_STS_ENDPOINT",
         value_name = "URL"
     )]
     pub sts_endpoint: Option<String>,
@@ -97,7 +97,7 @@ pub struct CheckArgs {
     #[arg(
         id = "sts.region",
         long = "sts.region",
-        env = "IMDS_EXPORTER_STS_REGION",
+        env = "IMDS_EXPORTER_CHECK_STS_REGION",
         value_name = "REGION"
     )]
     pub sts_region: Option<String>,
