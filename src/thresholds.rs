@@ -33,8 +33,13 @@ pub const SLOW_REQUEST_RATIO: f64 = 0.01;
 /// `sdk_wait_warning_seconds`: a new client waits longer than this for its credentials.
 pub const SDK_WAIT_WARNING_SECONDS: f64 = 1.0;
 
+/// `web_identity_token_expiry_warning_seconds`: the IRSA token has less than this left.
+pub const WEB_IDENTITY_TOKEN_EXPIRY_WARNING: Duration = Duration::from_secs(600);
+/// `probe_stale_max_interval_seconds`: ImdsProbeStale leaves out probes with longer intervals.
+pub const PROBE_STALE_MAX_INTERVAL_SECONDS: f64 = 60.0;
+
 /// Every constant by its key in `alerts/thresholds.yml`, in base units.
-pub const ALL: [(&str, f64); 11] = [
+pub const ALL: [(&str, f64); 13] = [
     (
         "credentials_expiry_warning_seconds",
         CREDENTIALS_EXPIRY_WARNING.as_secs() as f64,
@@ -61,4 +66,12 @@ pub const ALL: [(&str, f64); 11] = [
     ("slow_request_seconds", SLOW_REQUEST.as_secs() as f64),
     ("slow_request_ratio", SLOW_REQUEST_RATIO),
     ("sdk_wait_warning_seconds", SDK_WAIT_WARNING_SECONDS),
+    (
+        "web_identity_token_expiry_warning_seconds",
+        WEB_IDENTITY_TOKEN_EXPIRY_WARNING.as_secs() as f64,
+    ),
+    (
+        "probe_stale_max_interval_seconds",
+        PROBE_STALE_MAX_INTERVAL_SECONDS,
+    ),
 ];

@@ -23,7 +23,8 @@ use crate::untrusted::{is_arn, shell_word, visible};
 
 /// The web identity token's time left under which `web_identity.token` warns (the alert's
 /// `web_identity_token_expiry_warning_seconds`, alerts/thresholds.yml).
-pub const WEB_IDENTITY_EXPIRY_WARNING_SECONDS: i64 = 600;
+pub const WEB_IDENTITY_EXPIRY_WARNING_SECONDS: i64 =
+    crate::thresholds::WEB_IDENTITY_TOKEN_EXPIRY_WARNING.as_secs() as i64;
 
 /// The container provider's configuration as an SDK here would resolve it, or `None`.
 pub fn container_config(env: &dyn Fn(&str) -> Option<String>) -> Option<ContainerConfig> {
