@@ -75,7 +75,7 @@ impl PhaseHistograms {
         let (_, vec) = self
             .sets
             .iter()
-            .find(|(b, _)| std::ptr::eq(*b, buckets))
+            .find(|(b, _)| *b == buckets)
             .expect("every bucket set is registered");
         vec.with_label_values(&[probe.as_str(), phase.as_str()])
     }
