@@ -90,7 +90,10 @@ impl Probe {
             ],
             (Probe::Imds, Phase::ImdsV1) => &[Timeout, Connect, Throttled],
             (Probe::Container, Phase::AuthToken) => &[TokenFile],
-            (Probe::Container, Phase::Credentials) => &Reason::CONTAINER_REQUEST,
+            // Every container reason but the token file's, which is last.
+            (Probe::Container, Phase::Credentials) => {
+                &Reason::CONTAINER[..Reason::CONTAINER.len() - 1]
+            }
             _ => &[],
         }
     }
@@ -205,8 +208,9 @@ impl Reason {
         Reason::CodeNotSuccess,
     ];
 
-    /// The container probe: IMDS's HTTP reasons, the authorization token file, and expired
-    /// credentials (which botocore's container provider refuses).
+    /// The container probe: IMDS's HTTP reasons, expired credentials (which botocore's container
+    /// provider refuses), and, last, the authorization token file: all but the last are the
+    /// credentials request's reasons ([`Probe::expected_failures`]).
     pub const CONTAINER: [Reason; 12] = [
         Reason::Timeout,
         Reason::Connect,
@@ -218,23 +222,8 @@ impl Reason {
         Reason::HttpOther,
         Reason::InvalidResponse,
         Reason::CodeNotSuccess,
+        Reason::Expired,
         Reason::TokenFile,
-        Reason::Expired,
-    ];
-
-    /// The container probe's request reasons: its reasons but the token file's.
-    pub const CONTAINER_REQUEST: [Reason; 11] = [
-        Reason::Timeout,
-        Reason::Connect,
-        Reason::Throttled,
-        Reason::Unauthorized,
-        Reason::Forbidden,
-        Reason::NotFound,
-        Reason::ServerError,
-        Reason::HttpOther,
-        Reason::InvalidResponse,
-        Reason::CodeNotSuccess,
-        Reason::Expired,
     ];
 
     /// The web identity probe: the token file, its expiry, and (opt-in) the exchange.
